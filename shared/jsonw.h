@@ -1,0 +1,31 @@
+#ifndef CHATD_SHARED_JSONW_H
+#define CHATD_SHARED_JSONW_H
+
+/* Writing small JSON texts into a caller's fixed buffer, for the replies
+ * sent on every request (acks, errors), where building a jansson tree
+ * would cost allocations. A jsonw that ran out of room stays failed and
+ * jsonw_finish reports it; nothing is ever written past cap. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct jsonw {
+    char *buf;
+    size_t cap;
+    size_t len;
+    bool overflow;
+};
+
+void jsonw_init(struct jsonw *w, char *buf, size_t cap);
+/* Raw text, copied as is (for punctuation and keys we write ourselves). */
+void jsonw_raw(struct jsonw *w, const char *s);
+/* A JSON string: quoted, with quotes, backslashes and control characters
+ * escaped. s must be valid UTF-8 (it is passed through). */
+void jsonw_str(struct jsonw *w, const char *s, size_t n);
+void jsonw_cstr(struct jsonw *w, const char *s);
+void jsonw_i64(struct jsonw *w, int64_t v);
+/* NUL-terminates; returns the length, or -1 when it did not fit. */
+long jsonw_finish(struct jsonw *w);
+
+#endif

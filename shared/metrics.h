@@ -1,0 +1,76 @@
+#ifndef CHATD_SHARED_METRICS_H
+#define CHATD_SHARED_METRICS_H
+
+/* Figures for /metrics, summed over one host's workers.
+ *
+ * The master maps one shared anonymous region before it forks; each worker
+ * process writes only its own block (the master's process-table index),
+ * with relaxed atomic adds because a retiring and a replacing worker may
+ * briefly share nothing but the region. Any worker renders the sum. When
+ * a worker dies the master folds its counters into the "retired" block and
+ * drops its gauges, so counters never go backwards and gauges never keep a
+ * dead process's connections. Without metrics_init_shared (unit tests,
+ * chatctl) a private block is used. */
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum metric_id {
+    /* Counters. */
+    METRIC_CONNS_ACCEPTED,
+    METRIC_WS_UPGRADES,
+    METRIC_FRAMES_IN,
+    METRIC_FRAMES_OUT,
+    METRIC_BYTES_IN,
+    METRIC_BYTES_OUT,
+    METRIC_MESSAGES_STORED,
+    METRIC_EDITS_STORED,
+    METRIC_DELETES_STORED,
+    METRIC_ACKS,
+    METRIC_SLOW_CLOSES,
+    METRIC_REDIS_ERRORS,
+    METRIC_REDIS_RECONNECTS,
+    METRIC_PG_ERRORS,
+    METRIC_PG_RECONNECTS,
+    METRIC_GAP_REPAIRS,
+    METRIC_PUBLISH_DROPPED,
+    METRIC_ERR_BAD_REQUEST,
+    METRIC_ERR_UNKNOWN_TYPE,
+    METRIC_ERR_EMPTY,
+    METRIC_ERR_TOO_LONG,
+    METRIC_ERR_FORBIDDEN,
+    METRIC_ERR_NOT_FOUND,
+    METRIC_ERR_EDIT_WINDOW,
+    METRIC_ERR_RATE_LIMITED,
+    METRIC_ERR_UNAVAILABLE,
+    METRIC_COUNTERS_END,
+    /* Gauges. */
+    METRIC_CONNS_OPEN = METRIC_COUNTERS_END,
+    METRIC_WS_OPEN,
+    METRIC_COUNT
+};
+
+/* Upper bounds (microseconds) of the broadcast latency histogram: from a
+ * message's receipt in a worker to its frame being queued to the local
+ * recipients. */
+#define METRICS_LATENCY_BUCKETS 12
+extern const uint64_t metrics_latency_bounds_us[METRICS_LATENCY_BUCKETS];
+
+#define METRICS_MAX_PROCS 512
+
+/* Master, before forking. Returns 0 or -1. */
+int metrics_init_shared(void);
+/* Worker, after fork: its block. */
+void metrics_attach(int proc_index);
+/* Master, after reaping the process that used the block. */
+void metrics_retire(int proc_index);
+
+void metrics_add(enum metric_id id, uint64_t n);
+void metrics_gauge(enum metric_id id, int64_t delta);
+void metrics_observe_latency_us(uint64_t us);
+
+/* Prometheus text exposition of the sum. Returns a malloc'd string and
+ * its length, or NULL. */
+char *metrics_render(size_t *len);
+
+#endif

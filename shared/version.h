@@ -1,0 +1,4 @@
+#ifndef CHATD_SHARED_VERSION_H
+#define CHATD_SHARED_VERSION_H
+#define CHATD_VERSION "0.1.0"
+#endif

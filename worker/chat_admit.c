@@ -1,0 +1,158 @@
+#include "worker/chat_admit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "shared/log.h"
+#include "shared/room.h"
+#include "worker/chat_session.h"
+#include "worker/conn.h"
+#include "worker/http_conn.h"
+#include "worker/http_query.h"
+#include "worker/redis_link.h"
+#include "worker/worker.h"
+#include "worker/ws_conn.h"
+#include "worker/ws_handshake.h"
+
+int chat_admit_origin(struct http_req *req)
+{
+    const struct http_str *origin = http_head_get(req->head, "Origin");
+    /* No Origin: not a browser, so no cross-site hijacking to fear. */
+    if (!origin) return 0;
+    if (config_origin_allowed(req->c->w->cfg, origin->p, origin->n)) return 0;
+    http_reply_error(req->c, 403, "forbidden", "origin not allowed");
+    return -1;
+}
+
+int chat_admit_room(struct http_req *req, char room[65], bool required)
+{
+    size_t n = 0;
+    int r = http_query_get(req->head->query, "room", room, ROOM_NAME_MAX + 1, &n);
+    if (r == 0) {
+        if (required) {
+            http_reply_error(req->c, 400, "bad_request", "room is required");
+            return -1;
+        }
+        snprintf(room, ROOM_NAME_MAX + 1, "general");
+        return 0;
+    }
+    if (r < 0 || !room_name_valid(room, n)) {
+        http_reply_error(req->c, 400, "bad_request", "bad room name: [A-Za-z0-9_.-]{1,64}");
+        return -1;
+    }
+    return 0;
+}
+
+int chat_admit_token(struct http_req *req, struct jwt_claims *claims)
+{
+    const struct chat_config *cfg = req->c->w->cfg;
+    const struct http_str *auth = http_head_get(req->head, "Authorization");
+    static char token[JWT_MAX_TOKEN_LEN + 1];
+    size_t len = 0;
+    if (auth) {
+        if (auth->n < 7 || strncasecmp(auth->p, "Bearer ", 7) != 0 || auth->n - 7 > JWT_MAX_TOKEN_LEN) {
+            http_reply_error(req->c, 401, "unauthorized", "Authorization must be 'Bearer <token>'");
+            return -1;
+        }
+        len = auth->n - 7;
+        memcpy(token, auth->p + 7, len);
+        token[len] = '\0';
+    } else {
+        int r = http_query_get(req->head->query, "token", token, sizeof token, &len);
+        if (r <= 0) {
+            http_reply_error(req->c, 401, "unauthorized",
+                             r < 0 ? "malformed token parameter" : "token missing");
+            return -1;
+        }
+    }
+    struct jwt_secrets secrets = {.secrets = {cfg->jwt_secret, cfg->jwt_secret_previous},
+                                  .count = cfg->jwt_secret_previous[0] ? 2 : 1};
+    char err[128];
+    if (jwt_verify(&secrets, token, len, (int64_t)time(NULL), claims, err, sizeof err) < 0) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "invalid token: %s", err);
+        http_reply_error(req->c, 401, "unauthorized", msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Waiting for Redis to say whether the user is banned. */
+struct admission {
+    struct conn *c;
+    struct chat_session *session;
+    char accept[WS_ACCEPT_LEN + 1];
+};
+
+static void on_ban_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    struct admission *a = privdata;
+    struct conn *c = a->c;
+    redisReply *r = reply;
+    if (c->closed) {
+        chat_session_free(a->session);
+    } else if (!r || r->type != REDIS_REPLY_INTEGER) {
+        chat_session_free(a->session);
+        http_reply_error(c, 503, "unavailable", "redis did not answer");
+    } else if (r->integer == 1) {
+        chat_session_free(a->session);
+        http_reply_error(c, 403, "forbidden", "user is banned");
+    } else if (c->w->draining) {
+        chat_session_free(a->session);
+        http_reply_error(c, 503, "unavailable", "server is shutting down");
+    } else {
+        /* The upgrade happens inside the async window, so the connection
+         * leaves HTTP before end_async could resume HTTP parsing. */
+        ws_conn_accept(c, a->accept, a->session);
+    }
+    free(a);
+    http_end_async(c);
+}
+
+void chat_admit(struct http_req *req, const char *accept_key)
+{
+    struct conn *c = req->c;
+    const struct chat_config *cfg = c->w->cfg;
+    if (chat_admit_origin(req) < 0) return;
+    char room[ROOM_NAME_MAX + 1];
+    if (chat_admit_room(req, room, false) < 0) return;
+    int64_t since = 0;
+    int has_since = http_query_get_i64(req->head->query, "since", 0, INT64_MAX, &since);
+    if (has_since < 0) {
+        http_reply_error(c, 400, "bad_request", "since must be an integer >= 0");
+        return;
+    }
+    struct jwt_claims claims;
+    if (chat_admit_token(req, &claims) < 0) return;
+    if (!jwt_claims_allow_room(&claims, room)) {
+        jwt_claims_clear(&claims);
+        http_reply_error(c, 403, "forbidden", "token does not allow this room");
+        return;
+    }
+    struct admission *a = calloc(1, sizeof *a);
+    struct chat_session *s = a ? chat_session_new(&claims, room, has_since == 1, since) : NULL;
+    jwt_claims_clear(&claims);
+    if (!s) {
+        free(a);
+        http_reply_error(c, 503, "unavailable", "out of memory");
+        return;
+    }
+    a->c = c;
+    a->session = s;
+    memcpy(a->accept, accept_key, sizeof a->accept);
+    char key[CONFIG_PREFIX_MAX + 16];
+    snprintf(key, sizeof key, "%sbanned", cfg->redis_prefix);
+    const char *argv[3] = {"SISMEMBER", key, s->user_id};
+    http_begin_async(c);
+    if (redis_link_commandargv(c->w->redis, on_ban_reply, a, 3, argv, NULL) < 0) {
+        chat_session_free(s);
+        free(a);
+        http_reply_error(c, 503, "unavailable", "redis is down");
+        http_end_async(c);
+    }
+}

@@ -1,0 +1,31 @@
+#ifndef CHATD_WORKER_CHAT_ADMIT_H
+#define CHATD_WORKER_CHAT_ADMIT_H
+
+/* Who may open a chat socket, decided before the upgrade (PROTOCOL.md
+ * sections 1-3): Origin allow-list (403), room name and since (400),
+ * token from the Authorization header or the token parameter (401), the
+ * token's rooms claim (403), and the ban set in Redis (403; 503 when
+ * Redis does not answer). On success it calls ws_conn_accept. */
+
+#include <stdbool.h>
+
+#include "shared/jwt.h"
+
+struct http_req;
+struct conn;
+struct worker;
+
+void chat_admit(struct http_req *req, const char *accept_key);
+
+/* Shared with the REST endpoints: reads and verifies the request's token.
+ * On failure it has answered (401) and returns -1. */
+int chat_admit_token(struct http_req *req, struct jwt_claims *claims);
+
+/* The Origin rule for browsers (403 answered, returns -1). */
+int chat_admit_origin(struct http_req *req);
+
+/* Reads the room parameter (default "general"); 400 answered on a bad
+ * name, returns -1. */
+int chat_admit_room(struct http_req *req, char room[65], bool required);
+
+#endif

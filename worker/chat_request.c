@@ -1,0 +1,342 @@
+#include "worker/chat_request.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "shared/jsonw.h"
+#include "shared/log.h"
+#include "shared/metrics.h"
+#include "shared/timefmt.h"
+#include "shared/utf8.h"
+#include "worker/chat_session.h"
+#include "worker/conn.h"
+#include "worker/hub.h"
+#include "worker/ratelimit.h"
+#include "worker/store.h"
+#include "worker/worker.h"
+#include "worker/ws_conn.h"
+
+#define REF_MAX_CHARS 64
+
+enum op { OP_MESSAGE, OP_EDIT, OP_DELETE };
+static const char *const op_names[] = {"message", "edit", "delete"};
+
+/* One message/edit/delete request between its frame and its reply. It
+ * holds a reference to the connection: the reply is dropped if the
+ * connection closed meanwhile, but a stored change is published anyway. */
+struct chat_req {
+    struct conn *c;
+    json_t *root;
+    enum op op;
+    bool has_ref;
+    bool bad_ref;
+    char ref[4 * REF_MAX_CHARS + 1];
+    char room[ROOM_NAME_MAX + 1];
+    int64_t id;
+};
+
+static enum metric_id error_metric(const char *code)
+{
+    static const struct { const char *code; enum metric_id id; } map[] = {
+        {"bad_request", METRIC_ERR_BAD_REQUEST}, {"unknown_type", METRIC_ERR_UNKNOWN_TYPE},
+        {"empty", METRIC_ERR_EMPTY},             {"too_long", METRIC_ERR_TOO_LONG},
+        {"forbidden", METRIC_ERR_FORBIDDEN},     {"not_found", METRIC_ERR_NOT_FOUND},
+        {"edit_window_closed", METRIC_ERR_EDIT_WINDOW},
+        {"rate_limited", METRIC_ERR_RATE_LIMITED},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (strcmp(map[i].code, code) == 0) return map[i].id;
+    return METRIC_ERR_UNAVAILABLE;
+}
+
+static void send_error(struct conn *c, const char *ref, const char *code, const char *message,
+                       int64_t retry_after_ms)
+{
+    if (c->closed) return;
+    char buf[512];
+    struct jsonw w;
+    jsonw_init(&w, buf, sizeof buf);
+    jsonw_raw(&w, "{\"type\":\"error\"");
+    if (ref) {
+        jsonw_raw(&w, ",\"ref\":");
+        jsonw_cstr(&w, ref);
+    }
+    jsonw_raw(&w, ",\"code\":");
+    jsonw_cstr(&w, code);
+    jsonw_raw(&w, ",\"message\":");
+    jsonw_cstr(&w, message);
+    if (retry_after_ms >= 0) {
+        jsonw_raw(&w, ",\"retry_after_ms\":");
+        jsonw_i64(&w, retry_after_ms);
+    }
+    jsonw_raw(&w, "}");
+    long n = jsonw_finish(&w);
+    metrics_add(error_metric(code), 1);
+    if (n > 0) ws_conn_send_text(c, buf, (size_t)n);
+}
+
+static void req_error(struct chat_req *r, const char *code, const char *message)
+{
+    send_error(r->c, r->has_ref ? r->ref : NULL, code, message, -1);
+}
+
+static void req_free(struct chat_req *r)
+{
+    json_decref(r->root);
+    conn_unref(r->c);
+    free(r);
+}
+
+static void send_ack(struct chat_req *r, const struct store_change *ch, const char *at_key)
+{
+    if (r->c->closed) return;
+    char buf[512];
+    struct jsonw w;
+    jsonw_init(&w, buf, sizeof buf);
+    jsonw_raw(&w, "{\"type\":\"ack\",\"op\":\"");
+    jsonw_raw(&w, op_names[r->op]);
+    jsonw_raw(&w, "\"");
+    if (r->has_ref) {
+        jsonw_raw(&w, ",\"ref\":");
+        jsonw_cstr(&w, r->ref);
+    }
+    jsonw_raw(&w, ",\"id\":");
+    jsonw_i64(&w, r->op == OP_MESSAGE ? ch->id : r->id);
+    jsonw_raw(&w, ",\"seq\":");
+    jsonw_i64(&w, ch->seq);
+    if (ch->at) {
+        jsonw_raw(&w, ",\"");
+        jsonw_raw(&w, at_key);
+        jsonw_raw(&w, "\":");
+        jsonw_cstr(&w, ch->at);
+    }
+    jsonw_raw(&w, "}");
+    long n = jsonw_finish(&w);
+    if (n > 0 && ws_conn_send_text(r->c, buf, (size_t)n) == 0) metrics_add(METRIC_ACKS, 1);
+}
+
+static const char *const error_messages[][2] = {
+    {"not_found", "no such message in this room"},
+    {"forbidden", "only the author may do that"},
+    {"edit_window_closed", "the edit window has closed"},
+};
+
+static void on_stored(void *arg, const struct store_change *ch)
+{
+    struct chat_req *r = arg;
+    static const char *const at_keys[] = {"created_at", "edited_at", "deleted_at"};
+    if (!ch) {
+        req_error(r, "unavailable", "could not store; resend with the same ref");
+    } else if (strcmp(ch->status, "ok") != 0) {
+        const char *msg = "refused";
+        for (size_t i = 0; i < sizeof error_messages / sizeof error_messages[0]; i++)
+            if (strcmp(error_messages[i][0], ch->status) == 0) msg = error_messages[i][1];
+        req_error(r, ch->status, msg);
+    } else {
+        /* Stored: announce it whether or not the sender is still here.
+         * A failed PUBLISH leaves a seq gap that receivers repair. */
+        if (ch->payload && hub_publish_change(r->c->w->hub, r->room, ch->seq, ch->payload) < 0)
+            log_warn("publish failed for room %s seq %" PRId64 "; receivers will repair it",
+                     r->room, ch->seq);
+        send_ack(r, ch, at_keys[r->op]);
+    }
+    req_free(r);
+}
+
+/* Text rules shared by message and edit; returns an error code or NULL. */
+static const char *check_text(struct chat_req *r, const char **text, const char **why)
+{
+    json_t *t = json_object_get(r->root, "text");
+    if (!json_is_string(t)) {
+        *why = "text must be a string";
+        return "bad_request";
+    }
+    const char *s = json_string_value(t);
+    size_t n = json_string_length(t);
+    if (utf8_is_blank((const uint8_t *)s, n)) {
+        *why = "text is empty";
+        return "empty";
+    }
+    if (utf8_count_codepoints((const uint8_t *)s, n) > (size_t)r->c->w->cfg->max_text_chars) {
+        *why = "text is too long";
+        return "too_long";
+    }
+    *text = s;
+    return NULL;
+}
+
+static bool read_id(struct chat_req *r)
+{
+    json_t *id = json_object_get(r->root, "id");
+    if (!json_is_integer(id) || json_integer_value(id) <= 0) return false;
+    r->id = json_integer_value(id);
+    return true;
+}
+
+static void process(struct chat_req *r, struct chat_session *s)
+{
+    struct worker *w = r->c->w;
+    const char *text = NULL, *why = NULL, *code = NULL;
+    if (r->bad_ref) {
+        req_error(r, "bad_request", "ref must be a string of 1..64 characters");
+        req_free(r);
+        return;
+    }
+    if ((r->op == OP_EDIT || r->op == OP_DELETE) && !read_id(r)) {
+        req_error(r, "bad_request", "id must be a positive integer");
+        req_free(r);
+        return;
+    }
+    if (r->op != OP_DELETE && !json_is_string(json_object_get(r->root, "text"))) {
+        req_error(r, "bad_request", "text must be a string");
+        req_free(r);
+        return;
+    }
+    if (s->role == JWT_ROLE_VIEWER) {
+        req_error(r, "forbidden", "viewers cannot write");
+        req_free(r);
+        return;
+    }
+    if (r->op != OP_DELETE && (code = check_text(r, &text, &why)) != NULL) {
+        req_error(r, code, why);
+        req_free(r);
+        return;
+    }
+    const char *ref = r->has_ref ? r->ref : NULL;
+    int rc;
+    switch (r->op) {
+    case OP_MESSAGE:
+        rc = store_post(w->store, r->room, s->user_id, s->user_name, text, ref, on_stored, r);
+        break;
+    case OP_EDIT:
+        rc = store_edit(w->store, r->room, r->id, s->user_id, text, w->cfg->edit_window_s, ref,
+                        on_stored, r);
+        break;
+    default:
+        rc = store_delete(w->store, r->room, r->id, s->user_id, s->role == JWT_ROLE_ORGANIZER, ref,
+                          on_stored, r);
+        break;
+    }
+    if (rc < 0) {
+        req_error(r, "unavailable", "database unavailable; resend with the same ref");
+        req_free(r);
+    }
+}
+
+static void on_rate(void *arg, bool unavailable, bool allowed, int64_t retry_after_ms)
+{
+    struct chat_req *r = arg;
+    struct chat_session *s = ws_conn_chat(r->c);
+    if (r->c->closed || !s || s->state == CHAT_CLOSED) {
+        req_free(r);
+        return;
+    }
+    if (unavailable) {
+        req_error(r, "unavailable", "rate limiter unavailable; resend with the same ref");
+        req_free(r);
+        return;
+    }
+    if (!allowed) {
+        send_error(r->c, r->has_ref ? r->ref : NULL, "rate_limited", "slow down", retry_after_ms);
+        req_free(r);
+        return;
+    }
+    process(r, s);
+}
+
+static void typing(struct conn *c, struct chat_session *s)
+{
+    if (s->role == JWT_ROLE_VIEWER || s->state == CHAT_CLOSED) return;
+    int64_t now = timefmt_mono_ms();
+    if (s->last_typing_ms && now - s->last_typing_ms < 1000) return;
+    s->last_typing_ms = now;
+    char buf[512];
+    struct jsonw w;
+    jsonw_init(&w, buf, sizeof buf);
+    jsonw_raw(&w, "{\"type\":\"typing\",\"room\":");
+    jsonw_cstr(&w, s->room_name);
+    jsonw_raw(&w, ",\"user\":{\"id\":");
+    jsonw_cstr(&w, s->user_id);
+    jsonw_raw(&w, ",\"name\":");
+    jsonw_cstr(&w, s->user_name);
+    jsonw_raw(&w, "}}");
+    long n = jsonw_finish(&w);
+    if (n > 0) hub_publish_typing(c->w->hub, s->room_name, s->conn_id, buf, (size_t)n);
+}
+
+/* A ref is echoed in the reply only when it is well formed. */
+static bool read_ref(json_t *root, char *out, size_t cap, bool *bad)
+{
+    json_t *ref = json_object_get(root, "ref");
+    *bad = false;
+    if (!ref) return false;
+    if (!json_is_string(ref)) {
+        *bad = true;
+        return false;
+    }
+    const char *v = json_string_value(ref);
+    size_t n = json_string_length(ref);
+    size_t cps = utf8_count_codepoints((const uint8_t *)v, n);
+    if (cps < 1 || cps > REF_MAX_CHARS || n >= cap || memchr(v, '\0', n)) {
+        *bad = true;
+        return false;
+    }
+    memcpy(out, v, n + 1);
+    return true;
+}
+
+void chat_request_handle(struct conn *c, struct chat_session *s, const char *data, size_t len)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(data, len, 0, &jerr);
+    if (!root || !json_is_object(root)) {
+        json_decref(root);
+        send_error(c, NULL, "bad_request", "frame is not a JSON object", -1);
+        return;
+    }
+    json_t *type = json_object_get(root, "type");
+    if (!json_is_string(type)) {
+        send_error(c, NULL, "bad_request", "type must be a string", -1);
+        json_decref(root);
+        return;
+    }
+    const char *t = json_string_value(type);
+    if (strcmp(t, "typing") == 0) {
+        typing(c, s);
+        json_decref(root);
+        return;
+    }
+    enum op op;
+    if (strcmp(t, "message") == 0) op = OP_MESSAGE;
+    else if (strcmp(t, "edit") == 0) op = OP_EDIT;
+    else if (strcmp(t, "delete") == 0) op = OP_DELETE;
+    else {
+        char ref[4 * REF_MAX_CHARS + 1];
+        bool bad;
+        bool has = read_ref(root, ref, sizeof ref, &bad);
+        send_error(c, has ? ref : NULL, "unknown_type", "unknown type", -1);
+        json_decref(root);
+        return;
+    }
+    struct chat_req *r = calloc(1, sizeof *r);
+    if (!r) {
+        send_error(c, NULL, "unavailable", "out of memory", -1);
+        json_decref(root);
+        return;
+    }
+    r->c = c;
+    conn_ref(c);
+    r->root = root;
+    r->op = op;
+    memcpy(r->room, s->room_name, sizeof r->room);
+    r->has_ref = read_ref(root, r->ref, sizeof r->ref, &r->bad_ref);
+    /* The rate is checked before anything else: an over-rate request is
+     * told so whatever else is wrong with it. */
+    if (ratelimit_take(c->w, s->user_id, on_rate, r) < 0) {
+        req_error(r, "unavailable", "rate limiter unavailable; resend with the same ref");
+        req_free(r);
+    }
+}

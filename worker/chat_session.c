@@ -1,0 +1,303 @@
+#include "worker/chat_session.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "shared/jsonw.h"
+#include "shared/log.h"
+#include "shared/metrics.h"
+#include "shared/timefmt.h"
+#include "shared/utf8.h"
+#include "worker/chat_request.h"
+#include "worker/conn.h"
+#include "worker/hub.h"
+#include "worker/presence.h"
+#include "worker/store.h"
+#include "worker/worker.h"
+#include "worker/ws_conn.h"
+#include "worker/ws_frame.h"
+
+/* ---- connection ids ----------------------------------------------------
+ * A conn_id is a version 4 UUID whose first half is random per worker
+ * process and whose second half is the connection's number in it. So a
+ * worker tells its own connections from the id alone (typing skips its
+ * sender without any lookup table). */
+
+static uint64_t worker_half;
+
+static void ensure_worker_half(void)
+{
+    while (worker_half == 0) {
+        uint64_t v;
+        if (getrandom(&v, sizeof v, 0) != sizeof v) v = (uint64_t)timefmt_now_ms() ^ (uint64_t)getpid();
+        /* Version 4 in the high nibble of the third group. */
+        worker_half = (v & ~0xF000ull) | 0x4000ull;
+    }
+}
+
+static void format_conn_id(uint64_t local, char out[37])
+{
+    ensure_worker_half();
+    /* Variant bits 10 in the first two bits of the fourth group. */
+    uint64_t lo = (local & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull;
+    snprintf(out, 37, "%08" PRIx32 "-%04" PRIx32 "-%04" PRIx32 "-%04" PRIx32 "-%012" PRIx64,
+             (uint32_t)(worker_half >> 32), (uint32_t)(worker_half >> 16) & 0xFFFF,
+             (uint32_t)worker_half & 0xFFFF, (uint32_t)(lo >> 48), (uint64_t)(lo & 0xFFFFFFFFFFFFull));
+}
+
+uint64_t chat_conn_id_local(struct worker *w, const char *id)
+{
+    (void)w;
+    ensure_worker_half();
+    unsigned a, b, c, d;
+    unsigned long long e;
+    if (strlen(id) != 36 || sscanf(id, "%8x-%4x-%4x-%4x-%12llx", &a, &b, &c, &d, &e) != 5) return 0;
+    uint64_t hi = ((uint64_t)a << 32) | ((uint64_t)b << 16) | c;
+    if (hi != worker_half) return 0;
+    return (((uint64_t)d << 48) | e) & 0x3FFFFFFFFFFFFFFFull;
+}
+
+/* ---- life -------------------------------------------------------------- */
+
+struct chat_queued {
+    struct chat_queued *next;
+    int64_t seq;
+    struct ws_shared *frame;
+};
+
+struct chat_session *chat_session_new(const struct jwt_claims *claims, const char *room,
+                                      bool has_since, int64_t since)
+{
+    struct chat_session *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->role = claims->role;
+    s->has_since = has_since;
+    s->since = since;
+    snprintf(s->room_name, sizeof s->room_name, "%s", room);
+    snprintf(s->user_id, sizeof s->user_id, "%s", claims->sub);
+    snprintf(s->user_name, sizeof s->user_name, "%s", claims->name);
+    return s;
+}
+
+static void drop_queue(struct chat_session *s)
+{
+    while (s->queue) {
+        struct chat_queued *q = s->queue;
+        s->queue = q->next;
+        ws_shared_release(q->frame);
+        free(q);
+    }
+    s->queue_tail = NULL;
+    s->queued = 0;
+}
+
+void chat_session_free(struct chat_session *s)
+{
+    if (!s) return;
+    drop_queue(s);
+    json_decref(s->online);
+    free(s);
+}
+
+void chat_session_open(struct conn *c)
+{
+    struct chat_session *s = ws_conn_chat(c);
+    s->c = c;
+    format_conn_id(ws_conn_id(c), s->conn_id);
+    metrics_gauge(METRIC_WS_OPEN, 1);
+    if (hub_join(c->w->hub, s, s->room_name) < 0) {
+        ws_conn_close(c, WS_CLOSE_TRY_AGAIN_LATER, "out of memory");
+        return;
+    }
+    presence_join(c->w, s);
+}
+
+void chat_session_closing(struct conn *c)
+{
+    struct chat_session *s = ws_conn_chat(c);
+    if (!s || s->state == CHAT_CLOSED) return;
+    s->state = CHAT_CLOSED;
+    metrics_gauge(METRIC_WS_OPEN, -1);
+    drop_queue(s);
+    presence_leave(c->w, s);
+    hub_leave(c->w->hub, s);
+}
+
+void chat_session_on_drain(struct conn *c) { (void)c; }
+
+/* ---- welcome and catching up ------------------------------------------ */
+
+static void send_json(struct chat_session *s, const char *json, size_t len)
+{
+    ws_conn_send_text(s->c, json, len);
+}
+
+static void send_welcome(struct chat_session *s, int64_t last_seq)
+{
+    json_t *online = s->online ? s->online : json_array();
+    s->online = NULL;
+    json_t *w = json_pack("{s:s, s:s, s:s, s:{s:s, s:s, s:s}, s:o, s:I}", "type", "welcome",
+                          "conn_id", s->conn_id, "room", s->room_name, "user", "id", s->user_id,
+                          "name", s->user_name, "role", jwt_role_name(s->role), "online",
+                          online, "last_seq", (json_int_t)last_seq);
+    char *text = w ? json_dumps(w, JSON_COMPACT) : NULL;
+    json_decref(w);
+    if (!text) {
+        ws_conn_close(s->c, WS_CLOSE_INTERNAL, "out of memory");
+        return;
+    }
+    send_json(s, text, strlen(text));
+    free(text);
+}
+
+static void go_live(struct chat_session *s)
+{
+    s->state = CHAT_LIVE;
+    struct chat_queued *q = s->queue;
+    s->queue = s->queue_tail = NULL;
+    s->queued = 0;
+    while (q) {
+        struct chat_queued *next = q->next;
+        /* Changes up to replay_upto are folded into the replay already. */
+        if (q->seq == 0 || q->seq > s->replay_upto) ws_conn_send_shared(s->c, q->frame);
+        ws_shared_release(q->frame);
+        free(q);
+        q = next;
+    }
+}
+
+static void send_resync(struct chat_session *s, int64_t last_seq)
+{
+    char buf[64];
+    int n = snprintf(buf, sizeof buf, "{\"type\":\"resync\",\"last_seq\":%" PRId64 "}", last_seq);
+    send_json(s, buf, (size_t)n);
+}
+
+static void on_replay(void *arg, PGresult *const *res, int n, const char *err)
+{
+    (void)err;
+    struct conn *c = arg;
+    struct chat_session *s = ws_conn_chat(c);
+    if (c->closed || !s || s->state != CHAT_REPLAYING) {
+        conn_unref(c);
+        return;
+    }
+    if (!res || n != 1 || !res[0] || PQresultStatus(res[0]) != PGRES_TUPLES_OK ||
+        PQntuples(res[0]) < 1) {
+        ws_conn_close(c, WS_CLOSE_TRY_AGAIN_LATER, "history unavailable; reconnect later");
+        conn_unref(c);
+        return;
+    }
+    PGresult *r = res[0];
+    int rows = PQntuples(r);
+    int64_t last = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    s->replay_upto = last;
+    /* Row 0 only carries last_seq; the rest are events in seq order. */
+    if (s->replay_overflow) {
+        /* Live events were dropped while we read: only a fresh start is
+         * correct now. */
+        ws_conn_close(c, WS_CLOSE_TRY_AGAIN_LATER, "fell behind while catching up; reconnect");
+        conn_unref(c);
+        return;
+    }
+    if (s->since > last || rows - 1 > c->w->cfg->replay_max) {
+        send_resync(s, last);
+    } else {
+        for (int i = 1; i < rows; i++)
+            send_json(s, PQgetvalue(r, i, 2), (size_t)PQgetlength(r, i, 2));
+    }
+    go_live(s);
+    conn_unref(c);
+}
+
+static void welcome_when_known(struct chat_session *s);
+
+void chat_session_ready(struct chat_session *s, int64_t last_seq)
+{
+    if (s->pos_known || s->state != CHAT_WAITING) return;
+    s->pos_known = true;
+    s->pos_last_seq = last_seq;
+    welcome_when_known(s);
+}
+
+void chat_session_online_ready(struct chat_session *s, json_t *online)
+{
+    if (s->online_known || s->state != CHAT_WAITING) {
+        json_decref(online);
+        return;
+    }
+    s->online_known = true;
+    s->online = online;
+    welcome_when_known(s);
+}
+
+static void welcome_when_known(struct chat_session *s)
+{
+    if (!s->pos_known || !s->online_known || !s->room) return;
+    /* The room's position now, not when the hub first told us: changes
+     * delivered meanwhile did not reach this waiting session, and the
+     * welcome must not promise them. */
+    int64_t last_seq = hub_room_last_seq(s->room);
+    send_welcome(s, last_seq);
+    if (s->c->closed || s->state == CHAT_CLOSED) return;
+    if (!s->has_since) {
+        s->state = CHAT_LIVE;
+        return;
+    }
+    s->state = CHAT_REPLAYING;
+    s->replay_upto = last_seq;
+    conn_ref(s->c);
+    if (store_replay(s->c->w->store, s->room_name, s->since, s->c->w->cfg->replay_max, on_replay,
+                     s->c) < 0) {
+        conn_unref(s->c);
+        ws_conn_close(s->c, WS_CLOSE_TRY_AGAIN_LATER, "history unavailable; reconnect later");
+    }
+}
+
+void chat_session_deliver(struct chat_session *s, int64_t seq, struct ws_shared *frame,
+                          bool optional)
+{
+    switch (s->state) {
+    case CHAT_LIVE:
+        if (optional && ws_conn_congested(s->c)) return;
+        ws_conn_send_shared(s->c, frame);
+        return;
+    case CHAT_REPLAYING: {
+        if (optional) return;
+        if (s->queued >= CHAT_REPLAY_QUEUE_MAX) {
+            s->replay_overflow = true;
+            return;
+        }
+        struct chat_queued *q = malloc(sizeof *q);
+        if (!q) {
+            s->replay_overflow = true;
+            return;
+        }
+        q->next = NULL;
+        q->seq = seq;
+        q->frame = frame;
+        frame->refs++;
+        if (s->queue_tail) s->queue_tail->next = q;
+        else s->queue = q;
+        s->queue_tail = q;
+        s->queued++;
+        return;
+    }
+    default: return;
+    }
+}
+
+/* ---- client frames ----------------------------------------------------- */
+
+void chat_session_on_text(struct conn *c, const char *data, size_t len)
+{
+    struct chat_session *s = ws_conn_chat(c);
+    if (!s || s->state == CHAT_CLOSED) return;
+    chat_request_handle(c, s, data, len);
+}

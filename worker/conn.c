@@ -1,0 +1,154 @@
+#include "worker/conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "shared/log.h"
+#include "shared/timefmt.h"
+#include "worker/http_conn.h"
+#include "worker/worker.h"
+#include "worker/ws_conn.h"
+
+void conn_list_add(struct conn_list *l, struct conn *c)
+{
+    c->prev = NULL;
+    c->next = l->head;
+    if (l->head) l->head->prev = c;
+    l->head = c;
+    l->count++;
+}
+
+void conn_list_remove(struct conn_list *l, struct conn *c)
+{
+    if (c->prev) c->prev->next = c->next;
+    else l->head = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    l->count--;
+}
+
+static struct conn_list *list_of(struct conn *c)
+{
+    return c->kind == CONN_WS ? &c->w->ws_conns : &c->w->http_conns;
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    struct conn *c = arg;
+    conn_ref(c);
+    if (c->kind == CONN_WS) ws_conn_on_read(c);
+    else http_conn_on_read(c);
+    conn_unref(c);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    conn_ref(c);
+    if (c->close_after_flush && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        conn_close(c);
+    } else if (c->kind == CONN_WS) {
+        ws_conn_on_drain(c);
+    } else {
+        http_conn_on_drain(c);
+    }
+    conn_unref(c);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    struct conn *c = arg;
+    conn_ref(c);
+    if (what & BEV_EVENT_TIMEOUT) {
+        if (c->kind == CONN_WS) ws_conn_on_timeout(c, what);
+        else conn_close(c);
+    } else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        conn_close(c);
+    }
+    conn_unref(c);
+}
+
+struct conn *conn_new(struct worker *w, int fd, const struct sockaddr *addr, socklen_t len)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return NULL;
+    }
+    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!c->bev) {
+        free(c);
+        close(fd);
+        return NULL;
+    }
+    c->w = w;
+    c->kind = CONN_HTTP;
+    if (len > sizeof c->peer) len = sizeof c->peer;
+    memcpy(&c->peer, addr, len);
+    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+    /* The input never holds more than one request head, or one largest
+     * frame once upgraded: reading pauses at the mark until we consume. */
+    bufferevent_setwatermark(c->bev, EV_READ, 0, HTTP_CONN_READ_HIGH);
+    bufferevent_set_timeouts(c->bev, w->http_idle_timeout, NULL);
+    if (bufferevent_enable(c->bev, EV_READ) < 0) {
+        bufferevent_free(c->bev);
+        free(c);
+        return NULL;
+    }
+    conn_list_add(&w->http_conns, c);
+    return c;
+}
+
+void conn_close(struct conn *c)
+{
+    if (c->closed) return;
+    c->closed = true;
+    conn_ref(c);
+    if (c->kind == CONN_WS) ws_conn_on_close(c);
+    conn_list_remove(list_of(c), c);
+    if (c->bev) {
+        bufferevent_free(c->bev);
+        c->bev = NULL;
+    }
+    conn_unref(c);
+}
+
+void conn_close_after_flush(struct conn *c)
+{
+    if (c->closed) return;
+    c->close_after_flush = true;
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        conn_close(c);
+        return;
+    }
+    /* Read no more: the answer is final. */
+    bufferevent_disable(c->bev, EV_READ);
+}
+
+void conn_ref(struct conn *c) { c->refs++; }
+
+void conn_unref(struct conn *c)
+{
+    if (--c->refs > 0 || !c->closed) return;
+    if (c->ws) ws_session_free(c->ws);
+    free(c);
+}
+
+size_t conn_unsent(const struct conn *c)
+{
+    return c->bev ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
+}
+
+void conn_become_ws(struct conn *c)
+{
+    conn_list_remove(&c->w->http_conns, c);
+    c->kind = CONN_WS;
+    conn_list_add(&c->w->ws_conns, c);
+}

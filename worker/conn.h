@@ -1,0 +1,65 @@
+#ifndef CHATD_WORKER_CONN_H
+#define CHATD_WORKER_CONN_H
+
+/* One client connection, HTTP first and WebSocket after an upgrade.
+ *
+ * Ownership: the worker owns every conn through its lists. conn_close()
+ * frees the bufferevent at once (the socket is closed, no callback of it
+ * fires again) and unlinks the conn; the struct itself lives on while
+ * asynchronous operations hold references (conn_ref/conn_unref) and is
+ * freed by the last conn_unref. A callback that finds c->closed set must
+ * drop its reference and do nothing else. Event handlers take a reference
+ * for their own duration, so nothing is ever freed inside its own
+ * callback. */
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "worker/worker.h"
+
+struct bufferevent;
+struct worker;
+struct ws_session;
+
+enum conn_kind { CONN_HTTP = 0, CONN_WS = 1 };
+
+#define CONN_CORS_NONE (-1) /* no Origin, or one not allowed: no CORS headers */
+#define CONN_CORS_ANY (-2)  /* allowed_origins is empty: any origin */
+
+struct conn {
+    struct conn *prev, *next;  /* in w->http_conns or w->ws_conns */
+    struct worker *w;
+    struct bufferevent *bev;   /* NULL once closed */
+    uint8_t kind;              /* enum conn_kind */
+    bool closed;
+    bool close_after_flush;    /* close once the output has been written */
+    bool busy;                 /* HTTP: a request is being answered asynchronously */
+    bool keep_alive;           /* HTTP: the request being answered allows another */
+    uint16_t refs;
+    int8_t cors_origin;        /* HTTP: CONN_CORS_* or an index into allowed_origins */
+    int64_t head_started_ms;   /* HTTP: when the unfinished head began, 0 when idle */
+    struct ws_session *ws;     /* after the upgrade; owned */
+    struct sockaddr_storage peer;
+};
+
+/* Adopts an accepted, non-blocking socket. Returns NULL (socket closed)
+ * when memory runs out. */
+struct conn *conn_new(struct worker *w, int fd, const struct sockaddr *addr, socklen_t len);
+
+void conn_close(struct conn *c);
+void conn_close_after_flush(struct conn *c);
+void conn_ref(struct conn *c);
+void conn_unref(struct conn *c);
+
+/* Bytes waiting in our output buffer, i.e. not yet taken by the kernel. */
+size_t conn_unsent(const struct conn *c);
+
+/* Moves the connection from the HTTP list to the WebSocket list. */
+void conn_become_ws(struct conn *c);
+
+void conn_list_add(struct conn_list *l, struct conn *c);
+void conn_list_remove(struct conn_list *l, struct conn *c);
+
+#endif

@@ -1,0 +1,221 @@
+#include "worker/http_conn.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "shared/log.h"
+#include "shared/timefmt.h"
+#include "worker/conn.h"
+#include "worker/http_routes.h"
+#include "worker/worker.h"
+#include "worker/ws_conn.h"
+
+/* A client must finish a request head this soon after its first byte:
+ * a trickle of bytes cannot hold a connection for ever. */
+#define HTTP_HEAD_DEADLINE_MS 10000
+
+const char *http_status_text(int status)
+{
+    switch (status) {
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}
+
+static void add_cors(struct conn *c, struct evbuffer *out)
+{
+    const struct chat_config *cfg = c->w->cfg;
+    if (c->cors_origin == CONN_CORS_NONE) return;
+    if (c->cors_origin == CONN_CORS_ANY) {
+        evbuffer_add_printf(out, "Access-Control-Allow-Origin: *\r\n");
+        return;
+    }
+    evbuffer_add_printf(out, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n",
+                        cfg->origins[c->cors_origin]);
+}
+
+/* Writes the status line and headers; returns whether the connection
+ * stays open after this answer. */
+static bool write_head(struct conn *c, int status, const char *content_type, size_t len,
+                       const char *extra_headers)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    bool keep = c->keep_alive && !c->w->draining;
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n", status,
+                        http_status_text(status), len);
+    if (content_type) evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
+    add_cors(c, out);
+    if (extra_headers) evbuffer_add(out, extra_headers, strlen(extra_headers));
+    evbuffer_add_printf(out, "Connection: %s\r\n\r\n", keep ? "keep-alive" : "close");
+    return keep;
+}
+
+void http_reply(struct conn *c, int status, const char *content_type, const char *body,
+                size_t len, const char *extra_headers)
+{
+    if (c->closed) return;
+    bool keep = write_head(c, status, content_type, len, extra_headers);
+    if (len) evbuffer_add(bufferevent_get_output(c->bev), body, len);
+    if (!keep) conn_close_after_flush(c);
+}
+
+void http_reply_head_only(struct conn *c, int status, const char *content_type, size_t len,
+                          const char *extra_headers)
+{
+    if (c->closed) return;
+    if (!write_head(c, status, content_type, len, extra_headers)) conn_close_after_flush(c);
+}
+
+void http_reply_error(struct conn *c, int status, const char *code, const char *message)
+{
+    http_reply_error_with(c, status, code, message,
+                          status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
+}
+
+void http_reply_error_with(struct conn *c, int status, const char *code, const char *message,
+                           const char *extra_headers)
+{
+    char body[512];
+    /* Codes and messages are our own literals: no JSON escaping needed. */
+    int n = snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code,
+                     message);
+    if (n < 0 || (size_t)n >= sizeof body) n = 0;
+    http_reply(c, status, "application/json", body, (size_t)n, extra_headers);
+}
+
+void http_begin_async(struct conn *c)
+{
+    c->busy = true;
+    conn_ref(c);
+}
+
+void http_end_async(struct conn *c)
+{
+    c->busy = false;
+    if (!c->closed && c->kind == CONN_HTTP && c->bev &&
+        evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+    conn_unref(c);
+}
+
+static bool wants_keep_alive(const struct http_head *h)
+{
+    const struct http_str *conn_hdr = http_head_get(h, "Connection");
+    if (h->minor_version == 0) return conn_hdr && http_token_list_has(*conn_hdr, "keep-alive");
+    return !(conn_hdr && http_token_list_has(*conn_hdr, "close"));
+}
+
+static bool has_body(const struct http_head *h)
+{
+    const struct http_str *cl = http_head_get(h, "Content-Length");
+    if (http_head_get(h, "Transfer-Encoding")) return true;
+    return cl && !(cl->n == 1 && cl->p[0] == '0');
+}
+
+/* Remembers which allowed origin the request came from, so that an answer
+ * written later (asynchronously) still carries the right CORS header. */
+static void set_cors_origin(struct conn *c, const struct http_head *h)
+{
+    const struct chat_config *cfg = c->w->cfg;
+    const struct http_str *origin = http_head_get(h, "Origin");
+    c->cors_origin = CONN_CORS_NONE;
+    if (!origin) return;
+    if (cfg->origins_count == 0) {
+        c->cors_origin = CONN_CORS_ANY;
+        return;
+    }
+    for (int i = 0; i < cfg->origins_count && i < 127; i++) {
+        if (strlen(cfg->origins[i]) == origin->n &&
+            strncasecmp(cfg->origins[i], origin->p, origin->n) == 0) {
+            c->cors_origin = (int8_t)i;
+            return;
+        }
+    }
+}
+
+/* Handles one complete head; returns false when the connection may not
+ * go on to the next pipelined request. */
+static bool handle_request(struct conn *c, const struct http_head *h, size_t head_len)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct http_req req = {.c = c, .head = h, .has_body = has_body(h)};
+    c->keep_alive = wants_keep_alive(h) && !req.has_body;
+    set_cors_origin(c, h);
+    c->head_started_ms = 0;
+    http_routes_dispatch(&req);
+    /* The head lives in the input buffer until here. After an upgrade the
+     * bytes behind it are the first WebSocket frames. */
+    if (c->closed) return false;
+    evbuffer_drain(in, head_len);
+    if (c->kind == CONN_WS) {
+        if (evbuffer_get_length(in) > 0) ws_conn_on_read(c);
+        return false;
+    }
+    return !c->close_after_flush;
+}
+
+void http_conn_on_read(struct conn *c)
+{
+    for (int handled = 0; handled < HTTP_CONN_REQS_PER_TURN; handled++) {
+        if (c->closed || c->busy || c->close_after_flush || c->kind != CONN_HTTP) return;
+        struct evbuffer *in = bufferevent_get_input(c->bev);
+        size_t len = evbuffer_get_length(in);
+        if (len == 0) return;
+        if (conn_unsent(c) > HTTP_CONN_OUTPUT_PAUSE) return; /* resumed by on_drain */
+        size_t n = len < HTTP_HEAD_MAX_BYTES + 1 ? len : HTTP_HEAD_MAX_BYTES + 1;
+        const char *p = (const char *)evbuffer_pullup(in, (ssize_t)n);
+        if (!p) {
+            conn_close(c);
+            return;
+        }
+        static struct http_head head; /* large; one request at a time per worker */
+        int r = http_head_parse(p, n, &head);
+        if (r == HTTP_HEAD_AGAIN) {
+            int64_t now = timefmt_mono_ms();
+            if (!c->head_started_ms) c->head_started_ms = now;
+            else if (now - c->head_started_ms > HTTP_HEAD_DEADLINE_MS) {
+                c->keep_alive = false;
+                http_reply_error(c, 408, "timeout", "request head not completed in time");
+            }
+            return;
+        }
+        if (r == HTTP_HEAD_TOO_LARGE) {
+            c->keep_alive = false;
+            http_reply_error(c, 431, "too_large",
+                             "request head over 8192 bytes or over 100 header lines");
+            return;
+        }
+        if (r < 0) {
+            c->keep_alive = false;
+            http_reply_error(c, 400, "bad_request", "malformed request head");
+            return;
+        }
+        if (!handle_request(c, &head, (size_t)r)) return;
+    }
+    /* More pipelined requests may wait: come back on a later turn. */
+    if (!c->closed && c->kind == CONN_HTTP)
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+void http_conn_on_drain(struct conn *c)
+{
+    if (!c->busy && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) http_conn_on_read(c);
+}

@@ -1,0 +1,657 @@
+#include "worker/hub.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+
+#include "shared/log.h"
+#include "shared/metrics.h"
+#include "shared/room.h"
+#include "shared/timefmt.h"
+#include "worker/chat_session.h"
+#include "worker/conn.h"
+#include "worker/redis_link.h"
+#include "worker/store.h"
+#include "worker/worker.h"
+#include "worker/ws_conn.h"
+
+#define HUB_BUCKETS 4096
+/* After this many repair reads that did not fill a gap, give up on the
+ * missing seq rather than stall the room (it is logged; it would mean
+ * a change is missing from room_events). */
+#define REPAIR_MAX_TRIES 5
+
+struct buffered {
+    struct buffered *next;
+    int64_t seq;
+    size_t len;
+    char json[];
+};
+
+struct hub_room {
+    struct hub_room *hnext;
+    struct hub *hub;
+    struct chat_session *members;
+    uint32_t nmembers;
+    bool subscribed;       /* SUBSCRIBE confirmed on the current link */
+    bool unsubscribing;    /* UNSUBSCRIBE sent, its reply not seen yet */
+    bool querying;         /* a position or repair read is in flight */
+    uint8_t repair_tries;
+    int64_t next_seq;      /* next change to deliver; 0 = position unknown */
+    struct buffered *buffered; /* changes ahead of next_seq, ascending */
+    uint32_t nbuffered;
+    struct event *gap_ev;
+    struct event *idle_ev;
+    char name[ROOM_NAME_MAX + 1];
+};
+
+/* A room without local members stays subscribed this long, so people
+ * leaving and coming back (a page reload) cost no SUBSCRIBE round trip. */
+#define ROOM_IDLE_MS 10000
+
+struct hub {
+    struct worker *w;
+    struct hub_room *buckets[HUB_BUCKETS];
+    bool control_subscribed;
+    hub_control_fn control_fn;
+    uint64_t publishes;
+    char control_channel[128];
+};
+
+static uint32_t hash_name(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+static struct hub_room *find_room(const struct hub *h, const char *name)
+{
+    for (struct hub_room *r = h->buckets[hash_name(name) % HUB_BUCKETS]; r; r = r->hnext)
+        if (strcmp(r->name, name) == 0) return r;
+    return NULL;
+}
+
+static void channel_of(const struct hub *h, const char *room, char *out, size_t n)
+{
+    snprintf(out, n, "%sroom:%s", h->w->cfg->redis_prefix, room);
+}
+
+/* The room name of one of our channels, or NULL. */
+static const char *room_of_channel(const struct hub *h, const char *channel)
+{
+    const char *prefix = h->w->cfg->redis_prefix;
+    size_t pl = strlen(prefix);
+    if (strncmp(channel, prefix, pl) != 0 || strncmp(channel + pl, "room:", 5) != 0) return NULL;
+    return channel + pl + 5;
+}
+
+/* ---- delivery ---------------------------------------------------------- */
+
+static void deliver_frame(struct hub_room *r, int64_t seq, struct ws_shared *f,
+                          uint64_t skip_conn, bool optional)
+{
+    struct chat_session *next;
+    for (struct chat_session *s = r->members; s; s = next) {
+        next = s->room_next;
+        if (skip_conn && ws_conn_id(s->c) == skip_conn) continue;
+        chat_session_deliver(s, seq, f, optional);
+    }
+}
+
+static void deliver_ex(struct hub_room *r, int64_t seq, const char *json, size_t len,
+                       uint64_t skip_conn, int64_t started_us, bool optional);
+
+static void deliver(struct hub_room *r, int64_t seq, const char *json, size_t len,
+                    uint64_t skip_conn, int64_t started_us)
+{
+    deliver_ex(r, seq, json, len, skip_conn, started_us, false);
+}
+
+static void deliver_ex(struct hub_room *r, int64_t seq, const char *json, size_t len,
+                       uint64_t skip_conn, int64_t started_us, bool optional)
+{
+    struct ws_shared *f = ws_shared_new_text(json, len);
+    if (!f) {
+        log_error("out of memory for an event of room %s", r->name);
+        return;
+    }
+    /* The room may lose members (slow consumers closed) while we go. */
+    deliver_frame(r, seq, f, skip_conn, optional);
+    ws_shared_release(f);
+    if (started_us) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t now_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+        metrics_observe_latency_us((uint64_t)(now_us - started_us));
+    }
+}
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void start_repair(struct hub_room *r);
+
+/* Delivers what the buffer holds from next_seq on, in order. */
+static void drain_buffered(struct hub_room *r)
+{
+    while (r->buffered && r->buffered->seq <= r->next_seq) {
+        struct buffered *b = r->buffered;
+        r->buffered = b->next;
+        r->nbuffered--;
+        if (b->seq == r->next_seq) {
+            deliver(r, b->seq, b->json, b->len, 0, mono_us());
+            r->next_seq++;
+        }
+        free(b);
+    }
+    if (r->buffered && !r->querying && !evtimer_pending(r->gap_ev, NULL)) {
+        struct timeval tv = {0, HUB_GAP_WAIT_MS * 1000};
+        evtimer_add(r->gap_ev, &tv);
+    }
+}
+
+static void buffer_change(struct hub_room *r, int64_t seq, const char *json, size_t len)
+{
+    struct buffered **pp = &r->buffered;
+    while (*pp && (*pp)->seq < seq) pp = &(*pp)->next;
+    if (*pp && (*pp)->seq == seq) return; /* already have it */
+    if (r->nbuffered >= HUB_REORDER_MAX) {
+        /* Too far behind to wait: read the gap now. */
+        start_repair(r);
+        return;
+    }
+    struct buffered *b = malloc(sizeof *b + len + 1);
+    if (!b) return; /* the gap repair will read it back */
+    b->seq = seq;
+    b->len = len;
+    memcpy(b->json, json, len);
+    b->json[len] = '\0';
+    b->next = *pp;
+    *pp = b;
+    r->nbuffered++;
+}
+
+static void on_change(struct hub_room *r, int64_t seq, const char *json, size_t len)
+{
+    if (r->next_seq == 0 || seq > r->next_seq) {
+        buffer_change(r, seq, json, len);
+        if (r->next_seq) drain_buffered(r);
+        return;
+    }
+    if (seq < r->next_seq) return; /* seen already (a repair got there first) */
+    deliver(r, seq, json, len, 0, mono_us());
+    r->next_seq++;
+    drain_buffered(r);
+}
+
+/* ---- position and repair reads ----------------------------------------- */
+
+/* Reads keep the room's name, not its pointer: the room may be gone when
+ * the answer comes. */
+struct room_read {
+    struct hub *hub;
+    char name[ROOM_NAME_MAX + 1];
+};
+
+static struct room_read *room_read_new(struct hub_room *r)
+{
+    struct room_read *rr = malloc(sizeof *rr);
+    if (!rr) return NULL;
+    rr->hub = r->hub;
+    memcpy(rr->name, r->name, sizeof rr->name);
+    return rr;
+}
+
+static void welcome_waiting(struct hub_room *r)
+{
+    struct chat_session *next;
+    for (struct chat_session *s = r->members; s; s = next) {
+        next = s->room_next;
+        if (s->state == CHAT_WAITING) chat_session_ready(s, r->next_seq - 1);
+    }
+}
+
+static void retry_later(struct hub_room *r)
+{
+    if (!evtimer_pending(r->gap_ev, NULL)) {
+        struct timeval tv = {0, 200 * 1000};
+        evtimer_add(r->gap_ev, &tv);
+    }
+}
+
+static void on_position(void *arg, PGresult *const *res, int n, const char *err)
+{
+    (void)err;
+    struct room_read *rr = arg;
+    struct hub_room *r = find_room(rr->hub, rr->name);
+    free(rr);
+    if (!r) return;
+    r->querying = false;
+    if (!res || n != 1 || !res[0] || PQresultStatus(res[0]) != PGRES_TUPLES_OK ||
+        PQntuples(res[0]) != 1) {
+        log_warn("cannot read the position of room %s; retrying", r->name);
+        retry_later(r);
+        return;
+    }
+    int64_t last = strtoll(PQgetvalue(res[0], 0, 0), NULL, 10);
+    r->next_seq = last + 1;
+    welcome_waiting(r);
+    drain_buffered(r);
+}
+
+static void on_repair(void *arg, PGresult *const *res, int n, const char *err)
+{
+    (void)err;
+    struct room_read *rr = arg;
+    struct hub_room *r = find_room(rr->hub, rr->name);
+    free(rr);
+    if (!r) return;
+    r->querying = false;
+    if (!res || n != 1 || !res[0] || PQresultStatus(res[0]) != PGRES_TUPLES_OK) {
+        retry_later(r);
+        return;
+    }
+    PGresult *pr = res[0];
+    int rows = PQntuples(pr);
+    int64_t before = r->next_seq;
+    for (int i = 0; i < rows; i++) {
+        int64_t seq = strtoll(PQgetvalue(pr, i, 0), NULL, 10);
+        if (seq != r->next_seq) continue;
+        deliver(r, seq, PQgetvalue(pr, i, 1), (size_t)PQgetlength(pr, i, 1), 0, 0);
+        r->next_seq++;
+    }
+    if (r->next_seq > before) {
+        metrics_add(METRIC_GAP_REPAIRS, 1);
+        r->repair_tries = 0;
+    }
+    if (rows == HUB_REPAIR_BATCH) {
+        /* There may be more after this page. */
+        start_repair(r);
+        return;
+    }
+    if (r->buffered && r->buffered->seq > r->next_seq && r->next_seq == before &&
+        ++r->repair_tries >= REPAIR_MAX_TRIES) {
+        log_error("room %s: changes %" PRId64 "..%" PRId64 " not found in room_events; skipping them",
+                  r->name, r->next_seq, r->buffered->seq - 1);
+        r->next_seq = r->buffered->seq;
+        r->repair_tries = 0;
+    }
+    drain_buffered(r);
+}
+
+/* Reads what is missing from next_seq on (after a gap, or after the
+ * subscription link came back). */
+static void start_repair(struct hub_room *r)
+{
+    if (r->querying || r->next_seq == 0) return;
+    struct room_read *rr = room_read_new(r);
+    if (!rr) return;
+    if (store_events(r->hub->w->store, r->name, r->next_seq, HUB_REPAIR_BATCH, on_repair, rr) < 0) {
+        free(rr);
+        retry_later(r);
+        return;
+    }
+    r->querying = true;
+}
+
+static void read_position(struct hub_room *r)
+{
+    if (r->querying) return;
+    struct room_read *rr = room_read_new(r);
+    if (!rr) return;
+    if (store_last_seq(r->hub->w->store, r->name, on_position, rr) < 0) {
+        free(rr);
+        retry_later(r);
+        return;
+    }
+    r->querying = true;
+}
+
+static void on_gap_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct hub_room *r = arg;
+    if (!r->subscribed) return; /* the resubscribe will read */
+    if (r->next_seq == 0) read_position(r);
+    else if (r->buffered) start_repair(r);
+}
+
+/* ---- subscriptions ----------------------------------------------------- */
+
+static void on_subscription(redisAsyncContext *ac, void *reply, void *privdata);
+static void on_room_unsubscribed(struct hub *h, struct hub_room *r);
+
+static void subscribe_room(struct hub *h, struct hub_room *r)
+{
+    if (r->unsubscribing) return; /* resubscribed when the reply comes */
+    char channel[160];
+    channel_of(h, r->name, channel, sizeof channel);
+    r->subscribed = false;
+    if (redis_link_subscribe(h->w->redis_sub, channel, on_subscription, h) < 0)
+        log_debug("room %s waits for the subscription link", r->name);
+}
+
+static void on_room_subscribed(struct hub *h, const char *name)
+{
+    struct hub_room *r = find_room(h, name);
+    if (!r) return;
+    r->subscribed = true;
+    /* Whatever was published while we were not listening is in
+     * PostgreSQL: learn the position, or read what we missed. */
+    if (r->next_seq == 0) read_position(r);
+    else start_repair(r);
+}
+
+static void parse_message(struct hub *h, struct hub_room *r, const char *msg, size_t len)
+{
+    const char *nl = memchr(msg, '\n', len);
+    if (!nl || len < 2) return;
+    const char *json = nl + 1;
+    size_t jlen = len - (size_t)(json - msg);
+    switch (msg[0]) {
+    case 'c': {
+        int64_t seq = strtoll(msg + 2, NULL, 10);
+        if (seq > 0) on_change(r, seq, json, jlen);
+        break;
+    }
+    case 't': {
+        /* Typing skips its sender, by connection id, on the sender's worker. */
+        uint64_t skip = 0;
+        char id[37];
+        size_t idlen = (size_t)(nl - (msg + 2));
+        if (nl > msg + 2 && idlen < sizeof id) {
+            memcpy(id, msg + 2, idlen);
+            id[idlen] = '\0';
+            skip = chat_conn_id_local(h->w, id);
+        }
+        deliver_ex(r, 0, json, jlen, skip, 0, true);
+        break;
+    }
+    case 'e': deliver(r, 0, json, jlen, 0, 0); break;
+    case 'p': {
+        /* join/leave: not to the user's own connections, whose welcome
+         * already counts them. */
+        size_t idlen = (size_t)(nl - (msg + 2));
+        if (nl <= msg + 2 || idlen > JWT_SUB_MAX_BYTES) break;
+        struct ws_shared *f = ws_shared_new_text(json, jlen);
+        if (!f) break;
+        struct chat_session *next;
+        for (struct chat_session *s = r->members; s; s = next) {
+            next = s->room_next;
+            if (strlen(s->user_id) == idlen && memcmp(s->user_id, msg + 2, idlen) == 0) continue;
+            chat_session_deliver(s, 0, f, false);
+        }
+        ws_shared_release(f);
+        break;
+    }
+    default: break;
+    }
+}
+
+static void on_subscription(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    struct hub *h = privdata;
+    redisReply *rep = reply;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3) return;
+    redisReply *kind = rep->element[0], *chan = rep->element[1], *val = rep->element[2];
+    if (kind->type != REDIS_REPLY_STRING || chan->type != REDIS_REPLY_STRING) return;
+    bool is_control = strcmp(chan->str, h->control_channel) == 0;
+    if (strcmp(kind->str, "subscribe") == 0) {
+        if (is_control) {
+            h->control_subscribed = true;
+            return;
+        }
+        const char *name = room_of_channel(h, chan->str);
+        if (name) on_room_subscribed(h, name);
+        return;
+    }
+    if (strcmp(kind->str, "unsubscribe") == 0) {
+        const char *name = room_of_channel(h, chan->str);
+        struct hub_room *r = name ? find_room(h, name) : NULL;
+        if (r) on_room_unsubscribed(h, r);
+        return;
+    }
+    if (strcmp(kind->str, "message") != 0 || val->type != REDIS_REPLY_STRING) return;
+    if (is_control) {
+        if (h->control_fn) h->control_fn(h->w, val->str, val->len);
+        return;
+    }
+    const char *name = room_of_channel(h, chan->str);
+    struct hub_room *r = name ? find_room(h, name) : NULL;
+    if (r) parse_message(h, r, val->str, val->len);
+}
+
+static void room_free(struct hub *h, struct hub_room *r);
+
+/* hiredis 0.14 drops a channel's callback when the UNSUBSCRIBE reply
+ * comes, even if SUBSCRIBE was sent again meanwhile: so a room is only
+ * subscribed again once its unsubscribe is confirmed. */
+static void on_room_unsubscribed(struct hub *h, struct hub_room *r)
+{
+    r->unsubscribing = false;
+    r->subscribed = false;
+    if (r->nmembers == 0) room_free(h, r);
+    else subscribe_room(h, r);
+}
+
+static void on_sub_link(struct redis_link *l, bool up, void *arg)
+{
+    (void)l;
+    struct hub *h = arg;
+    if (!up) {
+        h->control_subscribed = false;
+        for (int i = 0; i < HUB_BUCKETS; i++) {
+            struct hub_room *next;
+            for (struct hub_room *r = h->buckets[i]; r; r = next) {
+                next = r->hnext;
+                r->subscribed = false;
+                r->unsubscribing = false;
+                if (r->nmembers == 0) room_free(h, r);
+            }
+        }
+        return;
+    }
+    redis_link_subscribe(h->w->redis_sub, h->control_channel, on_subscription, h);
+    for (int i = 0; i < HUB_BUCKETS; i++)
+        for (struct hub_room *r = h->buckets[i]; r; r = r->hnext) subscribe_room(h, r);
+}
+
+/* ---- rooms and members ------------------------------------------------- */
+
+static void on_idle_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct hub_room *r = arg;
+    struct hub *h = r->hub;
+    if (r->nmembers > 0 || r->unsubscribing) return;
+    char channel[160];
+    channel_of(h, r->name, channel, sizeof channel);
+    if (redis_link_unsubscribe(h->w->redis_sub, channel) == 0) r->unsubscribing = true;
+    else room_free(h, r);
+}
+
+static struct hub_room *room_new(struct hub *h, const char *name)
+{
+    struct hub_room *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->hub = h;
+    snprintf(r->name, sizeof r->name, "%s", name);
+    r->gap_ev = evtimer_new(h->w->base, on_gap_timer, r);
+    r->idle_ev = evtimer_new(h->w->base, on_idle_timer, r);
+    if (!r->gap_ev || !r->idle_ev) {
+        if (r->gap_ev) event_free(r->gap_ev);
+        if (r->idle_ev) event_free(r->idle_ev);
+        free(r);
+        return NULL;
+    }
+    uint32_t b = hash_name(name) % HUB_BUCKETS;
+    r->hnext = h->buckets[b];
+    h->buckets[b] = r;
+    subscribe_room(h, r);
+    return r;
+}
+
+static void room_free(struct hub *h, struct hub_room *r)
+{
+    uint32_t b = hash_name(r->name) % HUB_BUCKETS;
+    struct hub_room **pp = &h->buckets[b];
+    while (*pp != r) pp = &(*pp)->hnext;
+    *pp = r->hnext;
+    while (r->buffered) {
+        struct buffered *next = r->buffered->next;
+        free(r->buffered);
+        r->buffered = next;
+    }
+    event_free(r->gap_ev);
+    event_free(r->idle_ev);
+    free(r);
+}
+
+int hub_join(struct hub *h, struct chat_session *s, const char *room)
+{
+    struct hub_room *r = find_room(h, room);
+    if (!r && !(r = room_new(h, room))) return -1;
+    s->room = r;
+    s->room_prev = NULL;
+    s->room_next = r->members;
+    if (r->members) r->members->room_prev = s;
+    r->members = s;
+    r->nmembers++;
+    s->state = CHAT_WAITING;
+    evtimer_del(r->idle_ev);
+    if (r->next_seq > 0) chat_session_ready(s, r->next_seq - 1);
+    return 0;
+}
+
+void hub_leave(struct hub *h, struct chat_session *s)
+{
+    (void)h; /* the room knows its hub; kept for symmetry with hub_join */
+    struct hub_room *r = s->room;
+    if (!r) return;
+    if (s->room_prev) s->room_prev->room_next = s->room_next;
+    else r->members = s->room_next;
+    if (s->room_next) s->room_next->room_prev = s->room_prev;
+    s->room_prev = s->room_next = NULL;
+    s->room = NULL;
+    if (--r->nmembers == 0) {
+        struct timeval tv = {ROOM_IDLE_MS / 1000, (ROOM_IDLE_MS % 1000) * 1000};
+        evtimer_add(r->idle_ev, &tv);
+    }
+}
+
+int64_t hub_room_last_seq(const struct hub_room *r) { return r->next_seq > 0 ? r->next_seq - 1 : 0; }
+const char *hub_room_name(const struct hub_room *r) { return r->name; }
+
+struct chat_session *hub_room_members(struct hub *h, const char *room)
+{
+    struct hub_room *r = find_room(h, room);
+    return r ? r->members : NULL;
+}
+
+/* ---- publishing -------------------------------------------------------- */
+
+static int publish(struct hub *h, const char *room, const char *head, size_t hlen,
+                   const char *json, size_t len)
+{
+    char channel[160];
+    channel_of(h, room, channel, sizeof channel);
+    size_t total = hlen + len;
+    char stackbuf[4096];
+    char *msg = total <= sizeof stackbuf ? stackbuf : malloc(total);
+    if (!msg) return -1;
+    memcpy(msg, head, hlen);
+    memcpy(msg + hlen, json, len);
+    const char *argv[3] = {"PUBLISH", channel, msg};
+    size_t argvlen[3] = {7, strlen(channel), total};
+    int rc = redis_link_commandargv(h->w->redis, NULL, NULL, 3, argv, argvlen);
+    if (msg != stackbuf) free(msg);
+    return rc;
+}
+
+int hub_publish_change(struct hub *h, const char *room, int64_t seq, const char *payload)
+{
+    int every = h->w->cfg->test_drop_publish_every;
+    if (every > 0 && ++h->publishes % (uint64_t)every == 0) {
+        /* Fault injection for tests: the change is stored, its PUBLISH is
+         * not, and the gap repair has to find it. */
+        metrics_add(METRIC_PUBLISH_DROPPED, 1);
+        return 0;
+    }
+    char head[32];
+    int hl = snprintf(head, sizeof head, "c %" PRId64 "\n", seq);
+    return publish(h, room, head, (size_t)hl, payload, strlen(payload));
+}
+
+int hub_publish_typing(struct hub *h, const char *room, const char *conn_id, const char *json,
+                       size_t len)
+{
+    char head[48];
+    int hl = snprintf(head, sizeof head, "t %s\n", conn_id);
+    return publish(h, room, head, (size_t)hl, json, len);
+}
+
+int hub_publish_event(struct hub *h, const char *room, const char *json, size_t len)
+{
+    return publish(h, room, "e\n", 2, json, len);
+}
+
+void hub_deliver_local(struct hub *h, const char *room, const char *json, size_t len)
+{
+    struct hub_room *r = find_room(h, room);
+    if (r) deliver(r, 0, json, len, 0, 0);
+}
+
+bool hub_subscriptions_up(const struct hub *h)
+{
+    return redis_link_up(h->w->redis_sub) && h->control_subscribed;
+}
+
+void hub_set_control_handler(struct hub *h, hub_control_fn fn) { h->control_fn = fn; }
+
+struct hub *hub_new(struct worker *w)
+{
+    struct hub *h = calloc(1, sizeof *h);
+    if (!h) return NULL;
+    h->w = w;
+    snprintf(h->control_channel, sizeof h->control_channel, "%scontrol", w->cfg->redis_prefix);
+    w->redis_sub = redis_link_new(w->base, w->cfg->redis_url, "subscribe", on_sub_link, h);
+    if (!w->redis_sub) {
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+void hub_free(struct hub *h)
+{
+    if (!h) return;
+    for (int i = 0; i < HUB_BUCKETS; i++) {
+        while (h->buckets[i]) {
+            struct hub_room *r = h->buckets[i];
+            while (r->members) {
+                struct chat_session *s = r->members;
+                r->members = s->room_next;
+                s->room = NULL;
+                s->room_prev = s->room_next = NULL;
+                s->state = CHAT_CLOSED;
+            }
+            r->nmembers = 0;
+            room_free(h, r);
+        }
+    }
+    redis_link_free(h->w->redis_sub);
+    h->w->redis_sub = NULL;
+    free(h);
+}

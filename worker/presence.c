@@ -1,0 +1,329 @@
+#include "worker/presence.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+
+#include "shared/log.h"
+#include "worker/chat_session.h"
+#include "worker/conn.h"
+#include "worker/redis_link.h"
+#include "worker/redis_script.h"
+#include "worker/worker.h"
+#include "worker/ws_conn.h"
+
+/* The Lua shared by both scripts: change one (room, user) count by delta,
+ * keep the sets and the user hash in step, and announce the first join
+ * and the last leave on the room's channel ("p <user>\n" + JSON, as hub.h). */
+#define LUA_CHANGE                                                                          \
+    "local function change(p, room, user, name, role, delta)\n"                             \
+    "  if delta == 0 then return end\n"                                                     \
+    "  local ukey = p .. 'user:' .. user\n"                                                 \
+    "  if not name then name = redis.call('HGET', ukey, 'name') or user end\n"              \
+    "  local rkey = p .. 'room_users:' .. room\n"                                           \
+    "  local before = tonumber(redis.call('HGET', rkey, user) or '0')\n"                    \
+    "  local after = before + delta\n"                                                      \
+    "  if after <= 0 then redis.call('HDEL', rkey, user) else redis.call('HSET', rkey, user, after) end\n" \
+    "  local ub = tonumber(redis.call('HGET', p .. 'user_conns', user) or '0')\n"           \
+    "  local ua = ub + delta\n"                                                             \
+    "  if ua <= 0 then\n"                                                                   \
+    "    redis.call('HDEL', p .. 'user_conns', user)\n"                                     \
+    "    redis.call('SREM', p .. 'online', user)\n"                                         \
+    "    redis.call('DEL', ukey)\n"                                                         \
+    "  else\n"                                                                              \
+    "    redis.call('HSET', p .. 'user_conns', user, ua)\n"                                 \
+    "    redis.call('SADD', p .. 'online', user)\n"                                         \
+    "    if role then redis.call('HSET', ukey, 'name', name, 'role', role) end\n"           \
+    "  end\n"                                                                               \
+    "  local ev = nil\n"                                                                    \
+    "  if before <= 0 and after > 0 then\n"                                                 \
+    "    redis.call('SADD', p .. 'online:' .. room, user); ev = 'join'\n"                   \
+    "  elseif before > 0 and after <= 0 then\n"                                             \
+    "    redis.call('SREM', p .. 'online:' .. room, user); ev = 'leave'\n"                  \
+    "  end\n"                                                                               \
+    "  if ev then\n"                                                                        \
+    "    redis.call('PUBLISH', p .. 'room:' .. room, 'p ' .. user .. '\\n' .. cjson.encode(\n"  \
+    "      {type = ev, room = room, user = {id = user, name = name}}))\n"                   \
+    "  end\n"                                                                               \
+    "end\n"
+
+/* ARGV: prefix, instance, alive_ms, reconcile (0/1), list room ('' none),
+ * then groups of room, user, name, role, delta (reconcile: the count).
+ * With reconcile the instance's counts become exactly the given ones.
+ * Returns the list room's online users as id, name, id, name, ... */
+static struct redis_script apply_script = {
+    .body = LUA_CHANGE
+    "local p, inst = ARGV[1], ARGV[2]\n"
+    "redis.call('SET', p .. 'alive:' .. inst, '1', 'PX', ARGV[3])\n"
+    "redis.call('SADD', p .. 'instances', inst)\n"
+    "local ikey = p .. 'inst:' .. inst\n"
+    "local reconcile = ARGV[4] == '1'\n"
+    "local seen = {}\n"
+    "for i = 6, #ARGV, 5 do\n"
+    "  local room, user, name, role = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]\n"
+    "  local n = tonumber(ARGV[i + 4])\n"
+    "  local field = room .. '\\31' .. user\n"
+    "  local cur = tonumber(redis.call('HGET', ikey, field) or '0')\n"
+    "  local delta = n\n"
+    "  if reconcile then delta = n - cur; seen[field] = true end\n"
+    "  if cur + delta < 0 then delta = -cur end\n"
+    "  if cur + delta <= 0 then redis.call('HDEL', ikey, field)\n"
+    "  else redis.call('HSET', ikey, field, cur + delta) end\n"
+    "  change(p, room, user, name, role, delta)\n"
+    "end\n"
+    "if reconcile then\n"
+    "  local all = redis.call('HGETALL', ikey)\n"
+    "  for i = 1, #all, 2 do\n"
+    "    if not seen[all[i]] then\n"
+    "      local sep = string.find(all[i], '\\31', 1, true)\n"
+    "      redis.call('HDEL', ikey, all[i])\n"
+    "      change(p, string.sub(all[i], 1, sep - 1), string.sub(all[i], sep + 1), nil, nil,\n"
+    "             -tonumber(all[i + 1]))\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "local out = {}\n"
+    "if ARGV[5] ~= '' then\n"
+    "  for _, id in ipairs(redis.call('SMEMBERS', p .. 'online:' .. ARGV[5])) do\n"
+    "    out[#out + 1] = id\n"
+    "    out[#out + 1] = redis.call('HGET', p .. 'user:' .. id, 'name') or id\n"
+    "  end\n"
+    "end\n"
+    "return out\n",
+};
+
+/* ARGV: prefix, own instance, alive_ms, predecessor ('' none). Refreshes
+ * our heartbeat, then reaps the predecessor and every instance whose
+ * heartbeat expired: their users leave. Returns how many were reaped. */
+static struct redis_script reap_script = {
+    .body = LUA_CHANGE
+    "local p, me = ARGV[1], ARGV[2]\n"
+    "redis.call('SET', p .. 'alive:' .. me, '1', 'PX', ARGV[3])\n"
+    "redis.call('SADD', p .. 'instances', me)\n"
+    "local reaped = 0\n"
+    "for _, inst in ipairs(redis.call('SMEMBERS', p .. 'instances')) do\n"
+    "  if inst ~= me and (inst == ARGV[4] or redis.call('EXISTS', p .. 'alive:' .. inst) == 0) then\n"
+    "    local ikey = p .. 'inst:' .. inst\n"
+    "    local all = redis.call('HGETALL', ikey)\n"
+    "    for i = 1, #all, 2 do\n"
+    "      local sep = string.find(all[i], '\\31', 1, true)\n"
+    "      change(p, string.sub(all[i], 1, sep - 1), string.sub(all[i], sep + 1), nil, nil,\n"
+    "             -tonumber(all[i + 1]))\n"
+    "    end\n"
+    "    redis.call('DEL', ikey, p .. 'alive:' .. inst)\n"
+    "    redis.call('SREM', p .. 'instances', inst)\n"
+    "    reaped = reaped + 1\n"
+    "  end\n"
+    "end\n"
+    "return reaped\n",
+};
+
+/* ARGV: prefix, room ('' = every online user). Returns id, name, ... */
+static struct redis_script list_script = {
+    .body =
+    "local p = ARGV[1]\n"
+    "local key = p .. 'online'\n"
+    "if ARGV[2] ~= '' then key = p .. 'online:' .. ARGV[2] end\n"
+    "local out = {}\n"
+    "for _, id in ipairs(redis.call('SMEMBERS', key)) do\n"
+    "  out[#out + 1] = id\n"
+    "  out[#out + 1] = redis.call('HGET', p .. 'user:' .. id, 'name') or id\n"
+    "end\n"
+    "return out\n",
+};
+
+struct presence {
+    struct worker *w;
+    struct event *beat_ev;
+    char predecessor[128];    /* a dead instance of our slot to reap once */
+    char alive_ms[24];
+};
+
+static void heartbeat(struct presence *p);
+
+static void on_reaped(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    struct presence *p = privdata;
+    redisReply *r = reply;
+    if (r && r->type == REDIS_REPLY_INTEGER) {
+        if (r->integer > 0) log_info("presence: reaped %lld dead instance(s)", r->integer);
+        p->predecessor[0] = '\0';
+    }
+}
+
+static void heartbeat(struct presence *p)
+{
+    struct worker *w = p->w;
+    const char *argv[4] = {w->cfg->redis_prefix, w->instance_id, p->alive_ms, p->predecessor};
+    redis_script_run(w->redis, &reap_script, on_reaped, p, 0, 4, argv, NULL);
+}
+
+static void on_beat(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    heartbeat(arg);
+}
+
+static json_t *users_json(const redisReply *r)
+{
+    json_t *a = json_array();
+    if (!a || !r || r->type != REDIS_REPLY_ARRAY) return a;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *id = r->element[i], *name = r->element[i + 1];
+        if (id->type != REDIS_REPLY_STRING || name->type != REDIS_REPLY_STRING) continue;
+        json_array_append_new(a, json_pack("{s:s%, s:s%}", "id", id->str, (size_t)id->len, "name",
+                                           name->str, (size_t)name->len));
+    }
+    return a;
+}
+
+static int by_room_user(const void *a, const void *b)
+{
+    const struct chat_session *x = *(struct chat_session *const *)a;
+    const struct chat_session *y = *(struct chat_session *const *)b;
+    int r = strcmp(x->room_name, y->room_name);
+    return r ? r : strcmp(x->user_id, y->user_id);
+}
+
+/* Makes Redis hold exactly this worker's connections: after a reconnect
+ * (the instance may have been reaped, or Redis restarted empty). */
+static void reconcile(struct presence *p)
+{
+    struct worker *w = p->w;
+    uint32_t n = 0;
+    struct chat_session **all = calloc(w->ws_conns.count + 1, sizeof *all);
+    if (!all) return;
+    for (struct conn *c = w->ws_conns.head; c; c = c->next) {
+        struct chat_session *s = ws_conn_chat(c);
+        if (s && s->state != CHAT_CLOSED) all[n++] = s;
+    }
+    qsort(all, n, sizeof *all, by_room_user);
+    const char **argv = calloc(5 + (size_t)n * 5, sizeof *argv);
+    char (*counts)[16] = calloc(n + 1, sizeof *counts);
+    if (!argv || !counts) goto out;
+    argv[0] = w->cfg->redis_prefix;
+    argv[1] = w->instance_id;
+    argv[2] = p->alive_ms;
+    argv[3] = "1";
+    argv[4] = "";
+    size_t k = 5;
+    for (uint32_t i = 0, groups = 0; i < n; groups++) {
+        uint32_t j = i;
+        while (j < n && by_room_user(&all[i], &all[j]) == 0) all[j++]->presence_added = true;
+        snprintf(counts[groups], sizeof counts[groups], "%u", j - i);
+        argv[k++] = all[i]->room_name;
+        argv[k++] = all[i]->user_id;
+        argv[k++] = all[i]->user_name;
+        argv[k++] = jwt_role_name(all[i]->role);
+        argv[k++] = counts[groups];
+        i = j;
+    }
+    redis_script_run(w->redis, &apply_script, NULL, NULL, 0, (int)k, argv, NULL);
+out:
+    free(argv);
+    free(counts);
+    free(all);
+}
+
+void presence_on_link(struct presence *p, bool up)
+{
+    if (!up) return;
+    heartbeat(p);
+    reconcile(p);
+}
+
+struct presence *presence_new(struct worker *w, const char *predecessor)
+{
+    struct presence *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->w = w;
+    snprintf(p->predecessor, sizeof p->predecessor, "%s", predecessor ? predecessor : "");
+    /* The heartbeat lives 60% of presence_ttl_s and is renewed every
+     * quarter: two beats may be missed before others reap us, and a dead
+     * instance is reaped within 0.6 + 0.25 of the ttl. */
+    int64_t alive = (int64_t)w->cfg->presence_ttl_s * 600;
+    snprintf(p->alive_ms, sizeof p->alive_ms, "%lld", (long long)alive);
+    p->beat_ev = event_new(w->base, -1, EV_PERSIST, on_beat, p);
+    if (!p->beat_ev) {
+        free(p);
+        return NULL;
+    }
+    int64_t every_ms = (int64_t)w->cfg->presence_ttl_s * 250;
+    struct timeval tv = {every_ms / 1000, (every_ms % 1000) * 1000};
+    event_add(p->beat_ev, &tv);
+    return p;
+}
+
+void presence_free(struct presence *p)
+{
+    if (!p) return;
+    event_free(p->beat_ev);
+    free(p);
+}
+
+static void on_joined(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    struct conn *c = privdata;
+    struct chat_session *s = ws_conn_chat(c);
+    if (!c->closed && s && s->state == CHAT_WAITING) chat_session_online_ready(s, users_json(reply));
+    conn_unref(c);
+}
+
+void presence_join(struct worker *w, struct chat_session *s)
+{
+    const char *argv[10] = {w->cfg->redis_prefix, w->instance_id, w->presence->alive_ms, "0",
+                            s->room_name, s->room_name, s->user_id, s->user_name,
+                            jwt_role_name(s->role), "1"};
+    conn_ref(s->c);
+    if (redis_script_run(w->redis, &apply_script, on_joined, s->c, 0, 10, argv, NULL) < 0) {
+        /* Redis is down: welcome without the list; the reconcile after the
+         * reconnect counts this connection. */
+        conn_unref(s->c);
+        chat_session_online_ready(s, json_array());
+        return;
+    }
+    s->presence_added = true;
+}
+
+void presence_leave(struct worker *w, struct chat_session *s)
+{
+    if (!s->presence_added) return;
+    s->presence_added = false;
+    const char *argv[10] = {w->cfg->redis_prefix, w->instance_id, w->presence->alive_ms, "0", "",
+                            s->room_name, s->user_id, s->user_name, jwt_role_name(s->role), "-1"};
+    redis_script_run(w->redis, &apply_script, NULL, NULL, 0, 10, argv, NULL);
+}
+
+struct list_call {
+    presence_list_fn fn;
+    void *arg;
+};
+
+static void on_list(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    struct list_call *lc = privdata;
+    redisReply *r = reply;
+    lc->fn(lc->arg, r && r->type == REDIS_REPLY_ARRAY ? users_json(r) : NULL);
+    free(lc);
+}
+
+int presence_list(struct worker *w, const char *room, presence_list_fn fn, void *arg)
+{
+    struct list_call *lc = malloc(sizeof *lc);
+    if (!lc) return -1;
+    lc->fn = fn;
+    lc->arg = arg;
+    const char *argv[2] = {w->cfg->redis_prefix, room ? room : ""};
+    if (redis_script_run(w->redis, &list_script, on_list, lc, 0, 2, argv, NULL) < 0) {
+        free(lc);
+        return -1;
+    }
+    return 0;
+}

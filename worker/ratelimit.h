@@ -1,0 +1,21 @@
+#ifndef CHATD_WORKER_RATELIMIT_H
+#define CHATD_WORKER_RATELIMIT_H
+
+/* The per-user token bucket (rate_per_sec, rate_burst), kept in Redis so
+ * that every connection of a user on every host draws from one bucket.
+ * One round trip: a Lua script run with EVALSHA (EVAL when Redis lost its
+ * script cache), using Redis's clock so hosts' clocks do not matter. */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct worker;
+
+/* allowed: take the request; otherwise retry_after_ms says when one token
+ * will be there. unavailable: Redis did not answer (reply "unavailable"). */
+typedef void (*ratelimit_fn)(void *arg, bool unavailable, bool allowed, int64_t retry_after_ms);
+
+/* Returns -1 when Redis is down (no callback). */
+int ratelimit_take(struct worker *w, const char *user_id, ratelimit_fn fn, void *arg);
+
+#endif

@@ -1,0 +1,266 @@
+#include "worker/redis_link.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/hiredis.h>
+
+#include "shared/config.h"
+#include "shared/log.h"
+#include "shared/metrics.h"
+#include "shared/timefmt.h"
+
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 2000
+/* Commands outstanding with no reply for this long mean a stalled link
+ * (a partition, a frozen server): drop it so callers hear of it. */
+#define STALL_MS 3000
+#define WATCHDOG_MS 500
+
+struct redis_link {
+    struct event_base *base;
+    redisAsyncContext *ac;
+    char name[32];
+    char host[256];
+    int port;
+    int db;
+    char password[256];
+    bool up;
+    bool freeing;
+    int backoff_ms;
+    uint32_t pending;         /* commands sent, reply not yet seen */
+    int64_t last_progress_ms; /* last reply, or when pending went 0 -> 1 */
+    uint64_t errors, reconnects;
+    struct event *retry_ev;
+    struct event *watchdog_ev;
+    redis_link_state_fn on_state;
+    void *arg;
+};
+
+/* Wraps each user command so the link can count what is outstanding. */
+struct pending_cmd {
+    struct redis_link *link;
+    redisCallbackFn *fn;
+    void *privdata;
+};
+
+static void connect_now(struct redis_link *l);
+
+static void schedule_retry(struct redis_link *l)
+{
+    if (l->freeing) return;
+    struct timeval tv = {l->backoff_ms / 1000, (l->backoff_ms % 1000) * 1000};
+    evtimer_add(l->retry_ev, &tv);
+    l->backoff_ms = l->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : l->backoff_ms * 2;
+}
+
+static void set_down(struct redis_link *l, const char *why)
+{
+    bool was_up = l->up;
+    l->up = false;
+    l->ac = NULL;
+    l->pending = 0;
+    if (was_up) {
+        l->errors++; metrics_add(METRIC_REDIS_ERRORS, 1);
+        log_warn("redis link %s lost: %s", l->name, why);
+        if (l->on_state) l->on_state(l, false, l->arg);
+    }
+    schedule_retry(l);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    struct redis_link *l = ac->data;
+    if (status != REDIS_OK) {
+        l->errors++; metrics_add(METRIC_REDIS_ERRORS, 1);
+        log_debug("redis link %s: connect failed: %s", l->name, ac->errstr);
+        /* hiredis frees the context after a failed connect. */
+        l->ac = NULL;
+        schedule_retry(l);
+        return;
+    }
+    l->up = true;
+    l->backoff_ms = BACKOFF_MIN_MS;
+    l->last_progress_ms = timefmt_mono_ms();
+    log_info("redis link %s connected to %s:%d", l->name, l->host, l->port);
+    if (l->on_state) l->on_state(l, true, l->arg);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct redis_link *l = ac->data;
+    set_down(l, status == REDIS_OK ? "closed" : ac->errstr);
+}
+
+static void connect_now(struct redis_link *l)
+{
+    redisAsyncContext *ac = redisAsyncConnect(l->host, l->port);
+    if (!ac || ac->err) {
+        l->errors++; metrics_add(METRIC_REDIS_ERRORS, 1);
+        log_debug("redis link %s: %s", l->name, ac ? ac->errstr : "out of memory");
+        if (ac) redisAsyncFree(ac);
+        schedule_retry(l);
+        return;
+    }
+    ac->data = l;
+    if (redisLibeventAttach(ac, l->base) != REDIS_OK) {
+        redisAsyncFree(ac);
+        schedule_retry(l);
+        return;
+    }
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    l->ac = ac;
+    l->reconnects++; metrics_add(METRIC_REDIS_RECONNECTS, 1);
+    /* Queued ahead of everything else, so they run first once connected. */
+    if (l->password[0]) redisAsyncCommand(ac, NULL, NULL, "AUTH %s", l->password);
+    if (l->db) redisAsyncCommand(ac, NULL, NULL, "SELECT %d", l->db);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    connect_now(arg);
+}
+
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct redis_link *l = arg;
+    if (l->ac && l->up && l->pending > 0 &&
+        timefmt_mono_ms() - l->last_progress_ms > STALL_MS) {
+        log_warn("redis link %s stalled: %u commands unanswered for %d ms; reconnecting",
+                 l->name, l->pending, STALL_MS);
+        /* Fires every pending callback with NULL, then on_disconnect. */
+        redisAsyncFree(l->ac);
+    }
+}
+
+struct redis_link *redis_link_new(struct event_base *base, const char *url, const char *name,
+                                  redis_link_state_fn on_state, void *arg)
+{
+    struct redis_link *l = calloc(1, sizeof *l);
+    if (!l) return NULL;
+    char err[256];
+    if (config_parse_redis_url(url, l->host, sizeof l->host, &l->port, &l->db, l->password,
+                               sizeof l->password, err, sizeof err) < 0) {
+        log_error("redis_url: %s", err);
+        free(l);
+        return NULL;
+    }
+    l->base = base;
+    snprintf(l->name, sizeof l->name, "%s", name);
+    l->on_state = on_state;
+    l->arg = arg;
+    l->backoff_ms = BACKOFF_MIN_MS;
+    l->retry_ev = evtimer_new(base, on_retry, l);
+    l->watchdog_ev = event_new(base, -1, EV_PERSIST, on_watchdog, l);
+    if (!l->retry_ev || !l->watchdog_ev) {
+        redis_link_free(l);
+        return NULL;
+    }
+    struct timeval wd = {0, WATCHDOG_MS * 1000};
+    event_add(l->watchdog_ev, &wd);
+    connect_now(l);
+    return l;
+}
+
+void redis_link_free(struct redis_link *l)
+{
+    if (!l) return;
+    l->freeing = true;
+    l->on_state = NULL;
+    if (l->ac) redisAsyncFree(l->ac);
+    if (l->retry_ev) event_free(l->retry_ev);
+    if (l->watchdog_ev) event_free(l->watchdog_ev);
+    free(l);
+}
+
+bool redis_link_up(const struct redis_link *l) { return l && l->up && l->ac; }
+
+static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct pending_cmd *pc = privdata;
+    struct redis_link *l = pc->link;
+    if (l->pending > 0) l->pending--;
+    l->last_progress_ms = timefmt_mono_ms();
+    if (r && ((redisReply *)r)->type == REDIS_REPLY_ERROR) {
+        l->errors++;
+        metrics_add(METRIC_REDIS_ERRORS, 1);
+    }
+    if (pc->fn) pc->fn(ac, r, pc->privdata);
+    free(pc);
+}
+
+static struct pending_cmd *pending_new(struct redis_link *l, redisCallbackFn *fn, void *privdata)
+{
+    struct pending_cmd *pc = malloc(sizeof *pc);
+    if (!pc) return NULL;
+    pc->link = l;
+    pc->fn = fn;
+    pc->privdata = privdata;
+    return pc;
+}
+
+static void pending_sent(struct redis_link *l)
+{
+    if (l->pending++ == 0) l->last_progress_ms = timefmt_mono_ms();
+}
+
+int redis_link_command(struct redis_link *l, redisCallbackFn *fn, void *privdata,
+                       const char *fmt, ...)
+{
+    if (!redis_link_up(l)) return -1;
+    struct pending_cmd *pc = pending_new(l, fn, privdata);
+    if (!pc) return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    int r = redisvAsyncCommand(l->ac, on_reply, pc, fmt, ap);
+    va_end(ap);
+    if (r != REDIS_OK) {
+        free(pc);
+        return -1;
+    }
+    pending_sent(l);
+    return 0;
+}
+
+int redis_link_commandargv(struct redis_link *l, redisCallbackFn *fn, void *privdata, int argc,
+                           const char **argv, const size_t *argvlen)
+{
+    if (!redis_link_up(l)) return -1;
+    struct pending_cmd *pc = pending_new(l, fn, privdata);
+    if (!pc) return -1;
+    if (redisAsyncCommandArgv(l->ac, on_reply, pc, argc, argv, argvlen) != REDIS_OK) {
+        free(pc);
+        return -1;
+    }
+    pending_sent(l);
+    return 0;
+}
+
+int redis_link_subscribe(struct redis_link *l, const char *channel, redisCallbackFn *fn,
+                         void *privdata)
+{
+    if (!redis_link_up(l)) return -1;
+    /* Subscription callbacks fire many times: they are not counted as
+     * pending commands, and are passed straight to hiredis. */
+    return redisAsyncCommand(l->ac, fn, privdata, "SUBSCRIBE %s", channel) == REDIS_OK ? 0 : -1;
+}
+
+int redis_link_unsubscribe(struct redis_link *l, const char *channel)
+{
+    if (!redis_link_up(l)) return -1;
+    return redisAsyncCommand(l->ac, NULL, NULL, "UNSUBSCRIBE %s", channel) == REDIS_OK ? 0 : -1;
+}
+
+uint32_t redis_link_pending(const struct redis_link *l) { return l && l->ac ? l->pending : 0; }
+
+uint64_t redis_link_errors(const struct redis_link *l) { return l->errors; }
+uint64_t redis_link_reconnects(const struct redis_link *l) { return l->reconnects; }

@@ -1,0 +1,340 @@
+#include "worker/store.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "shared/log.h"
+#include "shared/metrics.h"
+#include "worker/worker.h"
+
+const struct pg_prepared store_prepared[STORE_NSTMTS] = {
+    [STORE_POST] = {"chat_post", "SELECT id, seq, created_at, payload, duplicate FROM chat_post($1, $2, $3, $4, $5)", 5},
+    [STORE_EDIT] = {"chat_edit", "SELECT status, seq, edited_at, payload FROM chat_edit($1, $2::bigint, $3, $4, $5::integer, $6)", 6},
+    [STORE_DELETE] = {"chat_delete", "SELECT status, seq, deleted_at, payload FROM chat_delete($1, $2::bigint, $3, $4::boolean, $5)", 5},
+    [STORE_LAST_SEQ] = {"chat_last_seq", "SELECT coalesce((SELECT seq FROM rooms WHERE name = $1), 0)", 1},
+    [STORE_EVENTS] = {"chat_events", "SELECT seq, payload FROM room_events WHERE room = $1 AND seq >= $2::bigint ORDER BY seq LIMIT $3::bigint", 3},
+    [STORE_REPLAY] = {"chat_replay", "SELECT last_seq, seq, payload FROM chat_replay($1, $2::bigint, $3::integer)", 3},
+    [STORE_HISTORY] = {"chat_history", "SELECT chat_history($1, $2::integer, $3::bigint, $4::bigint, $5::boolean)", 5},
+};
+
+/* Most messages in one batch (one transaction). */
+#define BATCH_MAX PG_POOL_MAX_STMTS
+
+struct post_req {
+    struct post_req *next;
+    store_change_fn fn;
+    void *arg;
+    const char *values[5];  /* room, user_id, user_name, text, ref: point into buf */
+    char buf[];
+};
+
+struct batch {
+    struct store *s;
+    int n;
+    struct post_req *reqs[BATCH_MAX];
+};
+
+struct store {
+    struct worker *w;
+    struct post_req *head, *tail;
+    int npending;
+    struct event *flush_ev;
+};
+
+static void flush_batch(struct store *s);
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct store *s = arg;
+    while (s->npending > 0) flush_batch(s);
+}
+
+struct store *store_new(struct worker *w)
+{
+    struct store *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->w = w;
+    s->flush_ev = event_new(w->base, -1, 0, on_flush, s);
+    if (!s->flush_ev) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void store_free(struct store *s)
+{
+    if (!s) return;
+    while (s->head) {
+        struct post_req *r = s->head;
+        s->head = r->next;
+        r->fn(r->arg, NULL);
+        free(r);
+    }
+    event_free(s->flush_ev);
+    free(s);
+}
+
+static void fail_batch(struct batch *b)
+{
+    for (int i = 0; i < b->n; i++) {
+        b->reqs[i]->fn(b->reqs[i]->arg, NULL);
+        free(b->reqs[i]);
+    }
+    free(b);
+}
+
+static bool result_ok(PGresult *r)
+{
+    return r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+}
+
+static void resend_one_by_one(struct store *s, struct batch *b);
+
+static void on_batch(void *arg, PGresult *const *res, int n, const char *err)
+{
+    struct batch *b = arg;
+    bool all_ok = res != NULL && n == b->n;
+    for (int i = 0; all_ok && i < n; i++) all_ok = result_ok(res[i]);
+    if (!all_ok) {
+        /* A statement's error rolls back the whole batch. When the link
+         * still stands, one message was bad, not the database: give
+         * every other message its own transaction. */
+        if (res && b->n > 1) {
+            log_warn("message batch of %d failed; storing them one by one", b->n);
+            resend_one_by_one(b->s, b);
+            return;
+        }
+        if (res && n > 0 && res[0] && PQresultStatus(res[0]) == PGRES_FATAL_ERROR)
+            log_warn("storing a message failed: %s", PQresultErrorMessage(res[0]));
+        else if (err)
+            log_debug("message batch lost: %s", err);
+        fail_batch(b);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        PGresult *r = res[i];
+        struct store_change ch = {
+            .status = "ok",
+            .id = strtoll(PQgetvalue(r, 0, 0), NULL, 10),
+            .seq = strtoll(PQgetvalue(r, 0, 1), NULL, 10),
+            .at = PQgetvalue(r, 0, 2),
+            .payload = PQgetisnull(r, 0, 3) ? NULL : PQgetvalue(r, 0, 3),
+            .duplicate = PQgetvalue(r, 0, 4)[0] == 't',
+        };
+        if (!ch.duplicate) metrics_add(METRIC_MESSAGES_STORED, 1);
+        b->reqs[i]->fn(b->reqs[i]->arg, &ch);
+        free(b->reqs[i]);
+    }
+    free(b);
+}
+
+static void send_batch(struct store *s, struct batch *b)
+{
+    struct pg_stmt stmts[BATCH_MAX];
+    for (int i = 0; i < b->n; i++) {
+        stmts[i] = (struct pg_stmt){
+            .prepared = STORE_POST, .nparams = 5, .values = b->reqs[i]->values};
+    }
+    if (pg_pool_exec(s->w->pg, stmts, b->n, on_batch, b) < 0) fail_batch(b);
+}
+
+static void resend_one_by_one(struct store *s, struct batch *b)
+{
+    for (int i = 0; i < b->n; i++) {
+        struct batch *one = malloc(sizeof *one);
+        if (!one) {
+            b->reqs[i]->fn(b->reqs[i]->arg, NULL);
+            free(b->reqs[i]);
+            continue;
+        }
+        one->s = s;
+        one->n = 1;
+        one->reqs[0] = b->reqs[i];
+        send_batch(s, one);
+    }
+    free(b);
+}
+
+/* Orders a batch by room, keeping each room's messages in arrival order
+ * (insertion sort: stable, and batches are small). */
+static void sort_by_room(struct batch *b)
+{
+    for (int i = 1; i < b->n; i++) {
+        struct post_req *r = b->reqs[i];
+        int j = i - 1;
+        while (j >= 0 && strcmp(b->reqs[j]->values[0], r->values[0]) > 0) {
+            b->reqs[j + 1] = b->reqs[j];
+            j--;
+        }
+        b->reqs[j + 1] = r;
+    }
+}
+
+static void flush_batch(struct store *s)
+{
+    struct batch *b = malloc(sizeof *b);
+    if (!b) {
+        /* Fail just the oldest request; the rest try again next time. */
+        struct post_req *r = s->head;
+        s->head = r->next;
+        if (!s->head) s->tail = NULL;
+        s->npending--;
+        r->fn(r->arg, NULL);
+        free(r);
+        return;
+    }
+    b->s = s;
+    b->n = 0;
+    while (s->head && b->n < BATCH_MAX) {
+        struct post_req *r = s->head;
+        s->head = r->next;
+        b->reqs[b->n++] = r;
+    }
+    if (!s->head) s->tail = NULL;
+    s->npending -= b->n;
+    sort_by_room(b);
+    send_batch(s, b);
+}
+
+static char *copy_into(char *dst, const char *src, const char **slot)
+{
+    if (!src) {
+        *slot = NULL;
+        return dst;
+    }
+    size_t n = strlen(src) + 1;
+    memcpy(dst, src, n);
+    *slot = dst;
+    return dst + n;
+}
+
+int store_post(struct store *s, const char *room, const char *user_id, const char *user_name,
+               const char *text, const char *ref, store_change_fn fn, void *arg)
+{
+    if (!pg_pool_up(s->w->pg)) return -1;
+    const char *src[5] = {room, user_id, user_name, text, ref};
+    size_t size = 0;
+    for (int i = 0; i < 5; i++) size += src[i] ? strlen(src[i]) + 1 : 0;
+    struct post_req *r = malloc(sizeof *r + size);
+    if (!r) return -1;
+    r->next = NULL;
+    r->fn = fn;
+    r->arg = arg;
+    char *p = r->buf;
+    for (int i = 0; i < 5; i++) p = copy_into(p, src[i], &r->values[i]);
+    if (s->tail) s->tail->next = r;
+    else s->head = r;
+    s->tail = r;
+    /* Everything queued in this loop turn leaves together at its end. */
+    if (++s->npending == 1) event_active(s->flush_ev, 0, 0);
+    return 0;
+}
+
+/* Edits and deletes are rarer and each its own transaction. */
+struct change_req {
+    store_change_fn fn;
+    void *arg;
+    enum metric_id stored;
+};
+
+static void on_change(void *arg, PGresult *const *res, int n, const char *err)
+{
+    (void)err;
+    struct change_req *cr = arg;
+    if (!res || n != 1 || !result_ok(res[0])) {
+        if (res && n == 1 && res[0] && PQresultStatus(res[0]) == PGRES_FATAL_ERROR)
+            log_warn("change failed: %s", PQresultErrorMessage(res[0]));
+        cr->fn(cr->arg, NULL);
+        free(cr);
+        return;
+    }
+    PGresult *r = res[0];
+    struct store_change ch = {
+        .status = PQgetvalue(r, 0, 0),
+        .seq = PQgetisnull(r, 0, 1) ? 0 : strtoll(PQgetvalue(r, 0, 1), NULL, 10),
+        .at = PQgetisnull(r, 0, 2) ? NULL : PQgetvalue(r, 0, 2),
+        .payload = PQgetisnull(r, 0, 3) ? NULL : PQgetvalue(r, 0, 3),
+    };
+    if (strcmp(ch.status, "ok") == 0) metrics_add(cr->stored, 1);
+    cr->fn(cr->arg, &ch);
+    free(cr);
+}
+
+static int exec_change(struct store *s, enum store_stmt stmt, int nparams, const char *const *values,
+                       enum metric_id stored, store_change_fn fn, void *arg)
+{
+    struct change_req *cr = malloc(sizeof *cr);
+    if (!cr) return -1;
+    cr->fn = fn;
+    cr->arg = arg;
+    cr->stored = stored;
+    if (pg_pool_query(s->w->pg, (int)stmt, NULL, nparams, values, on_change, cr) < 0) {
+        free(cr);
+        return -1;
+    }
+    return 0;
+}
+
+int store_edit(struct store *s, const char *room, int64_t id, const char *user_id,
+               const char *text, int window_s, const char *ref, store_change_fn fn, void *arg)
+{
+    char id_s[24], window[16];
+    snprintf(id_s, sizeof id_s, "%" PRId64, id);
+    snprintf(window, sizeof window, "%d", window_s);
+    const char *values[6] = {room, id_s, user_id, text, window, ref};
+    return exec_change(s, STORE_EDIT, 6, values, METRIC_EDITS_STORED, fn, arg);
+}
+
+int store_delete(struct store *s, const char *room, int64_t id, const char *user_id, bool any,
+                 const char *ref, store_change_fn fn, void *arg)
+{
+    char id_s[24];
+    snprintf(id_s, sizeof id_s, "%" PRId64, id);
+    const char *values[5] = {room, id_s, user_id, any ? "true" : "false", ref};
+    return exec_change(s, STORE_DELETE, 5, values, METRIC_DELETES_STORED, fn, arg);
+}
+
+int store_last_seq(struct store *s, const char *room, pg_done_fn fn, void *arg)
+{
+    const char *values[1] = {room};
+    return pg_pool_query(s->w->pg, STORE_LAST_SEQ, NULL, 1, values, fn, arg);
+}
+
+int store_events(struct store *s, const char *room, int64_t from_seq, int64_t limit, pg_done_fn fn,
+                 void *arg)
+{
+    char from[24], lim[24];
+    snprintf(from, sizeof from, "%" PRId64, from_seq);
+    snprintf(lim, sizeof lim, "%" PRId64, limit);
+    const char *values[3] = {room, from, lim};
+    return pg_pool_query(s->w->pg, STORE_EVENTS, NULL, 3, values, fn, arg);
+}
+
+int store_replay(struct store *s, const char *room, int64_t since, int max, pg_done_fn fn,
+                 void *arg)
+{
+    char since_s[24], max_s[16];
+    snprintf(since_s, sizeof since_s, "%" PRId64, since);
+    snprintf(max_s, sizeof max_s, "%d", max);
+    const char *values[3] = {room, since_s, max_s};
+    return pg_pool_query(s->w->pg, STORE_REPLAY, NULL, 3, values, fn, arg);
+}
+
+int store_history(struct store *s, const char *room, int limit, const int64_t *before,
+                  const int64_t *after, bool with_deleted, pg_done_fn fn, void *arg)
+{
+    char lim[16], bef[24], aft[24];
+    snprintf(lim, sizeof lim, "%d", limit);
+    if (before) snprintf(bef, sizeof bef, "%" PRId64, *before);
+    if (after) snprintf(aft, sizeof aft, "%" PRId64, *after);
+    const char *values[5] = {room, lim, before ? bef : NULL, after ? aft : NULL,
+                             with_deleted ? "true" : "false"};
+    return pg_pool_query(s->w->pg, STORE_HISTORY, NULL, 5, values, fn, arg);
+}

@@ -1,0 +1,262 @@
+#include "worker/worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "shared/log.h"
+#include "shared/timefmt.h"
+#include "shared/metrics.h"
+#include "worker/conn.h"
+#include "worker/control.h"
+#include "worker/hub.h"
+#include "worker/presence.h"
+#include "worker/store.h"
+#include "worker/pg_pool.h"
+#include "worker/redis_link.h"
+#include "worker/static_files.h"
+#include "worker/ws_conn.h"
+
+/* Connections accepted per wake-up: enough to take a burst quickly,
+ * bounded so a flood cannot starve the connections we already have. */
+#define ACCEPTS_PER_WAKE 64
+/* After EMFILE/ENFILE, accepting pauses this long instead of spinning. */
+#define ACCEPT_PAUSE_MS 100
+/* An idle keep-alive HTTP connection is closed after this long. */
+#define HTTP_IDLE_TIMEOUT_S 30
+#define TICK_MS 100
+
+static void accept_pause(struct worker *w)
+{
+    event_del(w->accept_ev);
+    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+    evtimer_add(w->accept_resume_ev, &tv);
+}
+
+/* At the descriptor limit a pending connection can be neither served nor
+ * refused: the spare descriptor makes room to accept it and close it at
+ * once, so the client sees a clean close rather than a hang. */
+static void shed_one(struct worker *w)
+{
+    if (w->spare_fd < 0) return;
+    close(w->spare_fd);
+    int fd = accept(w->listen_fd, NULL, NULL);
+    if (fd >= 0) close(fd);
+    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void on_accept(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct worker *w = arg;
+    for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        int cfd = accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
+                return;
+            if (errno == EMFILE || errno == ENFILE) {
+                log_warn("accept: %s; shedding and pausing accepts for %d ms", strerror(errno),
+                         ACCEPT_PAUSE_MS);
+                shed_one(w);
+                accept_pause(w);
+                return;
+            }
+            log_warn("accept: %s", strerror(errno));
+            return;
+        }
+        if (!conn_new(w, cfd, (struct sockaddr *)&ss, len)) {
+            log_warn("out of memory for a new connection; closed it");
+            accept_pause(w);
+            return;
+        }
+        metrics_add(METRIC_CONNS_ACCEPTED, 1);
+    }
+}
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct worker *w = arg;
+    if (w->accept_ev) event_add(w->accept_ev, NULL);
+}
+
+void worker_begin_drain(struct worker *w, const char *why)
+{
+    if (w->draining) return;
+    w->draining = true;
+    w->drain_deadline_ms = timefmt_mono_ms() + (int64_t)w->cfg->drain_timeout_s * 1000;
+    log_info("draining (%s): closing %u websocket connections with 1001", why, w->ws_conns.count);
+    /* Idle keep-alive connections go now; busy ones close after their
+     * answer (http_reply sends Connection: close while draining). */
+    struct conn *next;
+    for (struct conn *c = w->http_conns.head; c; c = next) {
+        next = c->next;
+        if (!c->busy && conn_unsent(c) == 0) conn_close(c);
+    }
+    for (struct conn *c = w->ws_conns.head; c; c = next) {
+        next = c->next;
+        ws_conn_close(c, 1001, "server going away");
+    }
+}
+
+static void stop_accepting(struct worker *w)
+{
+    if (!w->accept_ev) return;
+    event_free(w->accept_ev);
+    w->accept_ev = NULL;
+    evtimer_del(w->accept_resume_ev);
+}
+
+static void on_term(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    struct worker *w = arg;
+    if (sig == SIGQUIT) {
+        /* Retired by a reload: the new worker already takes this slot's
+         * connections from the same socket. */
+        stop_accepting(w);
+        worker_begin_drain(w, "replaced by reload");
+    } else {
+        /* The host is stopping: keep answering so that /readyz and new
+         * upgrades get 503 until we are gone. */
+        worker_begin_drain(w, "stop requested");
+    }
+}
+
+static void on_master(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct worker *w = arg;
+    char buf[16];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n > 0 || (n < 0 && errno == EAGAIN)) return;
+    event_del(w->master_ev);
+    stop_accepting(w);
+    log_warn("master process is gone");
+    worker_begin_drain(w, "master gone");
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct worker *w = arg;
+    if (!w->draining) return;
+    /* Leaves still travelling to Redis would be lost if we exited now. */
+    if (w->ws_conns.count == 0 && redis_link_pending(w->redis) == 0) {
+        log_info("drained; exiting");
+        event_base_loopexit(w->base, NULL);
+    } else if (timefmt_mono_ms() >= w->drain_deadline_ms) {
+        log_warn("drain time over with %u websocket connections left; exiting", w->ws_conns.count);
+        event_base_loopexit(w->base, NULL);
+    }
+}
+
+static void on_redis_state(struct redis_link *l, bool up, void *arg)
+{
+    (void)l;
+    struct worker *w = arg;
+    if (w->presence) presence_on_link(w->presence, up);
+}
+
+static void close_all(struct conn_list *l)
+{
+    while (l->head) conn_close(l->head);
+}
+
+static int worker_init(struct worker *w, const struct worker_args *a)
+{
+    w->cfg = a->cfg;
+    w->slot = a->slot;
+    w->instance_id = a->instance_id;
+    w->listen_fd = a->listen_fd;
+    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    w->base = event_base_new();
+    if (!w->base) return -1;
+    struct timeval idle = {HTTP_IDLE_TIMEOUT_S, 0};
+    struct timeval ping = {w->cfg->ping_interval_s, 0};
+    w->http_idle_timeout = event_base_init_common_timeout(w->base, &idle);
+    w->ws_ping_timeout = event_base_init_common_timeout(w->base, &ping);
+    w->files = static_files_load(w->cfg->static_dir);
+    if (!w->files) return -1;
+    w->pg = pg_pool_new(w->base, w->cfg->pg_dsn, w->cfg->pg_pool_size, store_prepared,
+                        STORE_NSTMTS);
+    w->store = w->pg ? store_new(w) : NULL;
+    w->presence = presence_new(w, a->predecessor);
+    w->redis = redis_link_new(w->base, w->cfg->redis_url, "commands", on_redis_state, w);
+    w->hub = hub_new(w);
+    if (!w->pg || !w->store || !w->presence || !w->redis || !w->hub) return -1;
+    hub_set_control_handler(w->hub, control_handle);
+    w->accept_ev = event_new(w->base, w->listen_fd, EV_READ | EV_PERSIST, on_accept, w);
+    w->accept_resume_ev = evtimer_new(w->base, on_accept_resume, w);
+    w->master_ev = event_new(w->base, a->master_fd, EV_READ | EV_PERSIST, on_master, w);
+    w->term_ev = evsignal_new(w->base, SIGTERM, on_term, w);
+    w->quit_ev = evsignal_new(w->base, SIGQUIT, on_term, w);
+    w->tick_ev = event_new(w->base, -1, EV_PERSIST, on_tick, w);
+    if (!w->accept_ev || !w->accept_resume_ev || !w->master_ev || !w->term_ev || !w->quit_ev ||
+        !w->tick_ev)
+        return -1;
+    struct timeval tick = {0, TICK_MS * 1000};
+    if (event_add(w->accept_ev, NULL) < 0 || event_add(w->master_ev, NULL) < 0 ||
+        event_add(w->term_ev, NULL) < 0 || event_add(w->quit_ev, NULL) < 0 ||
+        event_add(w->tick_ev, &tick) < 0)
+        return -1;
+    return 0;
+}
+
+static void worker_teardown(struct worker *w)
+{
+    close_all(&w->ws_conns);
+    close_all(&w->http_conns);
+    if (w->hub) hub_free(w->hub);
+    /* Requests in flight call back into closed connections, which only
+     * drop their references. */
+    if (w->store) store_free(w->store);
+    if (w->presence) presence_free(w->presence);
+    if (w->redis) redis_link_free(w->redis);
+    if (w->pg) pg_pool_free(w->pg);
+    static_files_free(w->files);
+    if (w->accept_ev) event_free(w->accept_ev);
+    if (w->accept_resume_ev) event_free(w->accept_resume_ev);
+    if (w->master_ev) event_free(w->master_ev);
+    if (w->term_ev) event_free(w->term_ev);
+    if (w->quit_ev) event_free(w->quit_ev);
+    if (w->tick_ev) event_free(w->tick_ev);
+    if (w->base) event_base_free(w->base);
+    if (w->spare_fd >= 0) close(w->spare_fd);
+}
+
+int worker_main(const struct worker_args *a)
+{
+    /* The terminal's Ctrl-C reaches the whole process group; the master
+     * turns it into an orderly stop, so workers ignore it. Reloads are the
+     * master's business too. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    metrics_attach(a->metrics_index);
+    struct worker w;
+    memset(&w, 0, sizeof w);
+    w.spare_fd = -1;
+    if (worker_init(&w, a) < 0) {
+        log_error("worker cannot start: out of memory or no event base");
+        worker_teardown(&w);
+        return WORKER_EXIT_FATAL;
+    }
+    char one = 'R';
+    if (write(a->ready_fd, &one, 1) != 1) log_warn("cannot tell the master we are ready");
+    close(a->ready_fd);
+    log_debug("worker ready instance=%s", a->instance_id);
+    event_base_dispatch(w.base);
+    worker_teardown(&w);
+    return 0;
+}

@@ -1,0 +1,363 @@
+#include "worker/ws_conn.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "shared/log.h"
+#include "worker/chat_admit.h"
+#include "worker/chat_session.h"
+#include "worker/conn.h"
+#include "worker/http_conn.h"
+#include "shared/metrics.h"
+#include "worker/worker.h"
+#include "worker/ws_frame.h"
+#include "worker/ws_handshake.h"
+
+/* After we sent a close frame, the peer has this long to answer it (and
+ * to take what we still had to send) before the socket is dropped. */
+#define CLOSE_WAIT_S 5
+/* Frames handled per connection per loop turn, so one fast sender cannot
+ * hold the loop; the rest waits for the next turn. */
+#define FRAMES_PER_TURN 64
+
+enum ws_state { WS_OPEN, WS_CLOSE_SENT };
+
+struct ws_session {
+    struct ws_decoder dec;
+    struct evbuffer *frag;       /* a fragmented message so far; NULL until needed */
+    struct chat_session *chat;   /* owned */
+    uint64_t id;
+    uint8_t state;
+    bool ping_outstanding;
+};
+
+static uint64_t next_conn_id = 1;
+
+struct chat_session *ws_conn_chat(const struct conn *c) { return c->ws ? c->ws->chat : NULL; }
+uint64_t ws_conn_id(const struct conn *c) { return c->ws ? c->ws->id : 0; }
+
+void ws_session_free(struct ws_session *s)
+{
+    if (!s) return;
+    if (s->frag) evbuffer_free(s->frag);
+    chat_session_free(s->chat);
+    free(s);
+}
+
+void ws_conn_upgrade(struct http_req *req)
+{
+    struct conn *c = req->c;
+    const struct http_head *h = req->head;
+    const struct http_str *upgrade = http_head_get(h, "Upgrade");
+    const struct http_str *connection = http_head_get(h, "Connection");
+    const struct http_str *version = http_head_get(h, "Sec-WebSocket-Version");
+    const struct http_str *key = http_head_get(h, "Sec-WebSocket-Key");
+    c->keep_alive = c->keep_alive && !req->has_body;
+    if (!upgrade || !http_token_list_has(*upgrade, "websocket") || !connection ||
+        !http_token_list_has(*connection, "upgrade")) {
+        http_reply_error_with(c, 400, "bad_request",
+                              "a WebSocket upgrade needs 'Upgrade: websocket' and "
+                              "'Connection: Upgrade'",
+                              NULL);
+        return;
+    }
+    if (h->minor_version < 1 || req->has_body) {
+        http_reply_error(c, 400, "bad_request", "a WebSocket upgrade needs HTTP/1.1 and no body");
+        return;
+    }
+    if (!version || !http_str_eq(*version, "13")) {
+        http_reply_error(c, 426, "bad_request", "unsupported Sec-WebSocket-Version; use 13");
+        return;
+    }
+    char accept[WS_ACCEPT_LEN + 1];
+    if (!key || http_head_count(h, "Sec-WebSocket-Key") != 1 ||
+        ws_handshake_accept(key->p, key->n, accept) < 0) {
+        http_reply_error(c, 400, "bad_request", "missing or malformed Sec-WebSocket-Key");
+        return;
+    }
+    if (c->w->draining) {
+        http_reply_error(c, 503, "unavailable", "server is shutting down");
+        return;
+    }
+    chat_admit(req, accept);
+}
+
+int ws_conn_accept(struct conn *c, const char *accept_key, struct chat_session *session)
+{
+    if (c->closed) {
+        chat_session_free(session);
+        return -1;
+    }
+    struct ws_session *s = calloc(1, sizeof *s);
+    if (!s) {
+        chat_session_free(session);
+        http_reply_error(c, 503, "unavailable", "out of memory");
+        return -1;
+    }
+    ws_decoder_init(&s->dec);
+    s->id = next_conn_id++;
+    s->chat = session;
+    c->ws = s;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 101 Switching Protocols\r\n"
+                        "Upgrade: websocket\r\n"
+                        "Connection: Upgrade\r\n"
+                        "Sec-WebSocket-Accept: %s\r\n\r\n",
+                        accept_key);
+    conn_become_ws(c);
+    const struct chat_config *cfg = c->w->cfg;
+    /* One whole largest frame must fit, or the decoder could never see it. */
+    bufferevent_setwatermark(c->bev, EV_READ, 0,
+                             (size_t)cfg->max_frame_bytes + WS_FRAME_HEADER_MAX + 4);
+    bufferevent_set_timeouts(c->bev, c->w->ws_ping_timeout, NULL);
+    bufferevent_enable(c->bev, EV_READ);
+    metrics_add(METRIC_WS_UPGRADES, 1);
+    chat_session_open(c);
+    return 0;
+}
+
+static void on_shared_done(const void *data, size_t len, void *arg)
+{
+    (void)data;
+    (void)len;
+    ws_shared_release(arg);
+}
+
+struct ws_shared *ws_shared_new_text(const char *payload, size_t len)
+{
+    uint8_t head[WS_FRAME_HEADER_MAX];
+    size_t hl = ws_frame_header_encode(head, WS_OP_TEXT, len);
+    if (len > UINT32_MAX - hl) return NULL;
+    struct ws_shared *f = malloc(sizeof *f + hl + len);
+    if (!f) return NULL;
+    f->refs = 1;
+    f->len = (uint32_t)(hl + len);
+    memcpy(f->data, head, hl);
+    memcpy(f->data + hl, payload, len);
+    return f;
+}
+
+void ws_shared_release(struct ws_shared *f)
+{
+    if (f && --f->refs == 0) free(f);
+}
+
+bool ws_conn_congested(const struct conn *c)
+{
+    return conn_unsent(c) > (size_t)c->w->cfg->max_outbuf_bytes / 2;
+}
+
+static void close_slow(struct conn *c)
+{
+    metrics_add(METRIC_SLOW_CLOSES, 1);
+    log_debug("closing a slow consumer: %zu bytes unsent", conn_unsent(c));
+    ws_conn_close(c, WS_CLOSE_TRY_AGAIN_LATER, "too slow: output buffer full");
+}
+
+/* Returns false when the frame may not be queued. */
+static bool make_room(struct conn *c, size_t len)
+{
+    if (c->closed || !c->ws || c->ws->state != WS_OPEN) return false;
+    if (conn_unsent(c) + len > (size_t)c->w->cfg->max_outbuf_bytes) {
+        close_slow(c);
+        return false;
+    }
+    return true;
+}
+
+static void send_frame(struct conn *c, uint8_t opcode, const void *payload, size_t len)
+{
+    uint8_t head[WS_FRAME_HEADER_MAX];
+    size_t hl = ws_frame_header_encode(head, opcode, len);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evbuffer_add(out, head, hl);
+    if (len) evbuffer_add(out, payload, len);
+    metrics_add(METRIC_FRAMES_OUT, 1);
+    metrics_add(METRIC_BYTES_OUT, hl + len);
+}
+
+int ws_conn_send_text(struct conn *c, const char *payload, size_t len)
+{
+    if (!make_room(c, len + WS_FRAME_HEADER_MAX)) return -1;
+    send_frame(c, WS_OP_TEXT, payload, len);
+    return 0;
+}
+
+int ws_conn_send_shared(struct conn *c, struct ws_shared *f)
+{
+    if (!make_room(c, f->len)) return -1;
+    f->refs++;
+    if (evbuffer_add_reference(bufferevent_get_output(c->bev), f->data, f->len, on_shared_done,
+                               f) < 0) {
+        f->refs--;
+        return -1;
+    }
+    metrics_add(METRIC_FRAMES_OUT, 1);
+    metrics_add(METRIC_BYTES_OUT, f->len);
+    return 0;
+}
+
+void ws_conn_close(struct conn *c, uint16_t code, const char *reason)
+{
+    if (c->closed || !c->ws || c->ws->state != WS_OPEN) return;
+    uint8_t payload[WS_CONTROL_MAX];
+    size_t n = ws_close_payload_encode(payload, code, reason);
+    send_frame(c, WS_OP_CLOSE, payload, n);
+    c->ws->state = WS_CLOSE_SENT;
+    chat_session_closing(c);
+    struct timeval wait = {CLOSE_WAIT_S, 0};
+    bufferevent_set_timeouts(c->bev, &wait, &wait);
+}
+
+/* A protocol error: say why and stop reading; no need to wait for the
+ * peer, whose next bytes we would not trust anyway. */
+static void fail(struct conn *c, uint16_t code, const char *reason)
+{
+    if (c->ws->state == WS_OPEN) {
+        uint8_t payload[WS_CONTROL_MAX];
+        size_t n = ws_close_payload_encode(payload, code, reason);
+        send_frame(c, WS_OP_CLOSE, payload, n);
+        c->ws->state = WS_CLOSE_SENT;
+        chat_session_closing(c);
+    }
+    struct timeval wait = {CLOSE_WAIT_S, 0};
+    bufferevent_set_timeouts(c->bev, NULL, &wait);
+    conn_close_after_flush(c);
+}
+
+static const char *fail_reason(uint16_t code)
+{
+    switch (code) {
+    case WS_CLOSE_UNSUPPORTED: return "binary frames are not accepted";
+    case WS_CLOSE_INVALID_DATA: return "invalid UTF-8";
+    case WS_CLOSE_TOO_BIG: return "message too big";
+    default: return "protocol error";
+    }
+}
+
+static void on_text(struct conn *c, const struct ws_event *ev)
+{
+    struct ws_session *s = c->ws;
+    if (ev->first && ev->fin) {
+        if (s->state == WS_OPEN) chat_session_on_text(c, (const char *)ev->data, ev->len);
+        return;
+    }
+    if (!s->frag && !(s->frag = evbuffer_new())) {
+        fail(c, WS_CLOSE_INTERNAL, "out of memory");
+        return;
+    }
+    if (evbuffer_add(s->frag, ev->data, ev->len) < 0) {
+        fail(c, WS_CLOSE_INTERNAL, "out of memory");
+        return;
+    }
+    if (!ev->fin) return;
+    size_t len = evbuffer_get_length(s->frag);
+    const char *msg = (const char *)evbuffer_pullup(s->frag, -1);
+    if (msg && s->state == WS_OPEN) chat_session_on_text(c, msg, len);
+    /* The accumulation buffer is rare; give it back rather than keep
+     * its memory in an idle connection. */
+    evbuffer_free(s->frag);
+    s->frag = NULL;
+}
+
+/* Handles one decoded event; returns false when reading must stop. */
+static bool on_event(struct conn *c, struct ws_event *ev)
+{
+    struct ws_session *s = c->ws;
+    switch (ev->type) {
+    case WS_EV_TEXT:
+        on_text(c, ev);
+        return !c->closed;
+    case WS_EV_PING:
+        if (s->state == WS_OPEN) send_frame(c, WS_OP_PONG, ev->data, ev->len);
+        return true;
+    case WS_EV_PONG:
+        s->ping_outstanding = false;
+        return true;
+    case WS_EV_CLOSE:
+        if (s->state == WS_OPEN) {
+            /* Echo the peer's code (RFC 6455 5.5.1); none given: none back. */
+            uint16_t code = ev->close_code == WS_CLOSE_NO_STATUS ? 0 : ev->close_code;
+            uint8_t payload[WS_CONTROL_MAX];
+            size_t n = ws_close_payload_encode(payload, code, NULL);
+            send_frame(c, WS_OP_CLOSE, payload, n);
+            s->state = WS_CLOSE_SENT;
+            chat_session_closing(c);
+        }
+        /* The handshake is complete: the server closes the TCP side. */
+        conn_close_after_flush(c);
+        return false;
+    case WS_EV_FAIL:
+        fail(c, ev->close_code, fail_reason(ev->close_code));
+        return false;
+    default:
+        return false;
+    }
+}
+
+void ws_conn_on_read(struct conn *c)
+{
+    struct ws_session *s = c->ws;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t max = (size_t)c->w->cfg->max_frame_bytes;
+    for (int i = 0; i < FRAMES_PER_TURN; i++) {
+        if (c->closed || c->close_after_flush) return;
+        size_t len = evbuffer_get_length(in);
+        if (len == 0) return;
+        size_t want = len < max + WS_FRAME_HEADER_MAX + 4 ? len : max + WS_FRAME_HEADER_MAX + 4;
+        uint8_t *p = evbuffer_pullup(in, (ssize_t)want);
+        if (!p) {
+            conn_close(c);
+            return;
+        }
+        struct ws_event ev;
+        int r = ws_frame_decode(&s->dec, p, want, max, &ev);
+        if (r == 0) return;
+        if (r > 0) {
+            metrics_add(METRIC_FRAMES_IN, 1);
+            metrics_add(METRIC_BYTES_IN, (uint64_t)r);
+        }
+        bool go_on = on_event(c, &ev);
+        if (c->closed) return;
+        if (r > 0) evbuffer_drain(in, (size_t)r);
+        if (!go_on) {
+            evbuffer_drain(in, evbuffer_get_length(in));
+            return;
+        }
+    }
+    if (!c->closed && evbuffer_get_length(in) > 0)
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+void ws_conn_on_drain(struct conn *c)
+{
+    if (c->ws && c->ws->state == WS_OPEN) chat_session_on_drain(c);
+}
+
+void ws_conn_on_timeout(struct conn *c, short what)
+{
+    struct ws_session *s = c->ws;
+    if (!s || s->state != WS_OPEN || (what & BEV_EVENT_WRITING)) {
+        /* The close handshake or a slow reader ran out of time. */
+        conn_close(c);
+        return;
+    }
+    if (s->ping_outstanding) {
+        log_debug("closing a silent websocket peer");
+        conn_close(c);
+        return;
+    }
+    /* Silent for one interval: ask. Another silent interval closes it. */
+    s->ping_outstanding = true;
+    send_frame(c, WS_OP_PING, NULL, 0);
+    bufferevent_enable(c->bev, EV_READ);
+}
+
+void ws_conn_on_close(struct conn *c)
+{
+    if (c->ws) chat_session_closing(c);
+}

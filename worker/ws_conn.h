@@ -1,0 +1,64 @@
+#ifndef CHATD_WORKER_WS_CONN_H
+#define CHATD_WORKER_WS_CONN_H
+
+/* The WebSocket side of a connection: the upgrade, reading frames,
+ * writing text frames (copied, or shared between many connections),
+ * liveness pings and the close handshake. What the messages mean is the
+ * chat layer's business (chat_session_*). */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct conn;
+struct http_req;
+struct ws_session;
+struct chat_session;
+
+/* GET /api/chat: checks the handshake headers (400/426), then asks the
+ * admission policy (chat_admit), which answers with an HTTP error or
+ * calls ws_conn_accept, possibly later. */
+void ws_conn_upgrade(struct http_req *req);
+
+/* Completes the upgrade: writes 101 with the accept key, switches the
+ * connection to WebSocket framing and hands it the chat session (owned by
+ * the connection from here on). */
+int ws_conn_accept(struct conn *c, const char *accept_key, struct chat_session *session);
+
+/* A frame encoded once and shared, read-only, by every connection it is
+ * queued on. Reference-counted: ws_shared_new returns it with one
+ * reference, each queueing adds one, the output buffer drops its own when
+ * the kernel has taken the bytes, ws_shared_release drops the caller's. */
+struct ws_shared {
+    uint32_t refs;
+    uint32_t len;
+    uint8_t data[];
+};
+struct ws_shared *ws_shared_new_text(const char *payload, size_t len);
+void ws_shared_release(struct ws_shared *f);
+
+/* Queues a text frame. Returns -1 (and closes the connection with 1013)
+ * when the connection's unsent output would pass max_outbuf_bytes, or when
+ * the connection is closing. */
+int ws_conn_send_text(struct conn *c, const char *payload, size_t len);
+int ws_conn_send_shared(struct conn *c, struct ws_shared *f);
+
+/* Over half of max_outbuf_bytes waits: optional traffic (typing) is not
+ * sent until it drains. */
+bool ws_conn_congested(const struct conn *c);
+
+/* Starts the close handshake with code (0: no code). The connection is
+ * gone after the peer answers or CLOSE_WAIT_MS. */
+void ws_conn_close(struct conn *c, uint16_t code, const char *reason);
+
+/* Hooks called by conn.c. */
+void ws_conn_on_read(struct conn *c);
+void ws_conn_on_drain(struct conn *c);
+void ws_conn_on_timeout(struct conn *c, short what);
+void ws_conn_on_close(struct conn *c);
+void ws_session_free(struct ws_session *s);
+
+struct chat_session *ws_conn_chat(const struct conn *c);
+uint64_t ws_conn_id(const struct conn *c);
+
+#endif

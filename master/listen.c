@@ -38,7 +38,8 @@ static int fill_addr(const char *bind_addr, int port, struct sockaddr_storage *s
     return -1;
 }
 
-int listen_open(const char *bind_addr, int port, int backlog, char *err, size_t errlen)
+int listen_open(const char *bind_addr, int port, int backlog, bool reuseport, char *err,
+                size_t errlen)
 {
     struct sockaddr_storage ss;
     socklen_t sslen;
@@ -53,7 +54,7 @@ int listen_open(const char *bind_addr, int port, int backlog, char *err, size_t 
     }
     int one = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)) {
         snprintf(err, errlen, "setsockopt: %s", strerror(errno));
         close(fd);
         return -1;

@@ -113,7 +113,7 @@ static void child_run(struct master *m, int slot, int ready_w, const char *insta
     close(m->sigfd);
     close(m->alive_pipe[1]);
     for (int i = 0; i < m->nslots; i++)
-        if (i != slot) close(m->slots[i].listen_fd);
+        if (m->slots[i].listen_fd != m->slots[slot].listen_fd) close(m->slots[i].listen_fd);
     for (int i = 0; i < MASTER_MAX_PROCS; i++)
         if (m->procs[i].state != PROC_FREE && m->procs[i].ready_fd >= 0) close(m->procs[i].ready_fd);
     char role[32];
@@ -462,9 +462,15 @@ int master_run(struct master_options *opts, struct chat_config *cfg)
 
     m.nslots = m.cfg.workers;
     if (m.nslots > MASTER_MAX_SLOTS) m.nslots = MASTER_MAX_SLOTS;
+    bool reuseport = strcmp(m.cfg.listen_mode, "reuseport") == 0;
     for (int i = 0; i < m.nslots; i++) {
         char err[256];
-        m.slots[i].listen_fd = listen_open(m.cfg.bind, m.cfg.port, LISTEN_BACKLOG, err, sizeof err);
+        if (!reuseport && i > 0) {
+            m.slots[i].listen_fd = m.slots[0].listen_fd;
+            continue;
+        }
+        m.slots[i].listen_fd = listen_open(m.cfg.bind, m.cfg.port, LISTEN_BACKLOG, reuseport, err,
+                                           sizeof err);
         if (m.slots[i].listen_fd < 0) {
             log_error("cannot listen: %s", err);
             return 1;

@@ -29,9 +29,9 @@ case $secs in '' | *[!0-9]*) usage ;; esac
 cd "$(dirname "$0")/.." || exit 2
 
 CLANG=${CLANG:-clang}
-PKGS="libevent hiredis libpq jansson libcrypto"
-if ! pkg_cflags=$(pkg-config --cflags $PKGS) || ! pkg_libs=$(pkg-config --libs $PKGS); then
-	echo "fuzz: pkg-config cannot find some of: $PKGS" >&2
+PKGS=(libevent hiredis libpq jansson libcrypto)
+if ! pkg_cflags=$(pkg-config --cflags "${PKGS[@]}") || ! pkg_libs=$(pkg-config --libs "${PKGS[@]}"); then
+	echo "fuzz: pkg-config cannot find some of: ${PKGS[*]}" >&2
 	exit 2
 fi
 
@@ -77,7 +77,7 @@ for src in "${targets[@]}"; do
 	# shellcheck disable=SC2086 # word splitting of flag and file lists is intended
 	if ! $CLANG -std=c17 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=undefined $pkg_cflags \
-		-o "$bin" "$src" $sources $pkg_libs >"$log" 2>&1; then
+		-o "$bin" "$src" $sources $pkg_libs -lm >"$log" 2>&1; then
 		printf '%-16s %12s %8s  %s\n' "$name" - - "BUILD FAILED (see $log)"
 		status=1
 		continue
@@ -96,7 +96,7 @@ for src in "${targets[@]}"; do
 
 	runs=$(sed -n 's/^stat::number_of_executed_units:[[:space:]]*//p' "$log" | tail -n 1)
 	[ -n "$runs" ] || runs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$log" | tail -n 1)
-	[ -n "$runs" ] || runs=?
+	[ -n "$runs" ] || runs='?'
 	if [ $rc -eq 0 ]; then
 		result=ok
 	else

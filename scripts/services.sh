@@ -15,6 +15,10 @@
 # always records where.
 set -euo pipefail
 
+# The servers outlive any test run; scripts/test.sh kills what carries its
+# run marker at the end, so they must not inherit it.
+unset CHATD_TEST_RUN_ID
+
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
 RUN=$ROOT/.run
 REDIS_PORT=${CHATD_REDIS_PORT:-16379}

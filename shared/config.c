@@ -54,7 +54,7 @@ struct config_entry {
 };
 
 static config_check_fn check_bind, check_redis_url, check_prefix,
-    check_origins, check_instance_name;
+    check_origins, check_instance_name, check_listen_mode;
 
 #define FIELD_OF(key) \
     .offset = offsetof(struct chat_config, key), \
@@ -75,6 +75,10 @@ static const struct config_entry config_table[] = {
     INT(port, CF_RESTART, "8080", 1, 65535, "TCP port to listen on."),
     INT(workers, CF_RESTART | CF_AUTO_CPUS, "auto", 1, 256,
         "Worker processes on this host; auto = one per online CPU."),
+    /* docs/architecture.md has the measurements behind the default. */
+    STR(listen_mode, CF_RESTART, "reuseport", 1, check_listen_mode, "reuseport or shared",
+        "reuseport: one listening socket per worker (the kernel spreads "
+        "connections); shared: one socket all workers accept from."),
     { .name = "jwt_secret", .type = CT_STRING, .flags = CF_SECRET | CF_REQUIRED, .def = "",
       .sample = CONFIG_SAMPLE_JWT_SECRET, FIELD_OF(jwt_secret),
       .desc = "HS256 secret that signs access tokens. Required; use a long "
@@ -464,6 +468,14 @@ static int check_instance_name(const char *v, struct chat_config *c, char *err, 
         }
     }
     return 0;
+}
+
+static int check_listen_mode(const char *v, struct chat_config *c, char *err, size_t errlen)
+{
+    (void)c;
+    if (strcmp(v, "reuseport") == 0 || strcmp(v, "shared") == 0) return 0;
+    errf(err, errlen, "expected reuseport or shared, got %s", show(v).s);
+    return -1;
 }
 
 /* Is s[0..n) an origin as browsers send it: scheme://host[:port]? */

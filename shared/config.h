@@ -57,6 +57,7 @@ struct chat_config {
     char bind[CONFIG_ADDR_MAX];          /* numeric IPv4 or IPv6 address */
     int port;                            /* 1..65535 */
     int workers;                         /* 1..256; "auto" = online CPUs */
+    char listen_mode[16];                /* "reuseport" or "shared" */
 
     /* Auth. */
     char jwt_secret[CONFIG_SECRET_MAX];  /* required: validation fails if empty */

@@ -96,6 +96,7 @@ struct metric_desc {
 
 static const struct metric_desc descs[] = {
     {METRIC_CONNS_ACCEPTED, "chatd_connections_accepted_total", NULL, "TCP connections accepted."},
+    {METRIC_CONNS_REFUSED, "chatd_connections_refused_total", NULL, "Connections refused at accept (max_conns_per_ip)."},
     {METRIC_WS_UPGRADES, "chatd_websocket_upgrades_total", NULL, "WebSocket upgrades completed."},
     {METRIC_FRAMES_IN, "chatd_frames_in_total", NULL, "WebSocket frames received."},
     {METRIC_FRAMES_OUT, "chatd_frames_out_total", NULL, "WebSocket frames queued for sending."},

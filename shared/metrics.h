@@ -18,6 +18,7 @@
 enum metric_id {
     /* Counters. */
     METRIC_CONNS_ACCEPTED,
+    METRIC_CONNS_REFUSED,
     METRIC_WS_UPGRADES,
     METRIC_FRAMES_IN,
     METRIC_FRAMES_OUT,

@@ -98,8 +98,12 @@ int timefmt_parse(const char *s, int64_t *epoch_ms)
     if (digits(&p, 2, &h) || expect(&p, ':') || digits(&p, 2, &mi) ||
         expect(&p, ':') || digits(&p, 2, &sec))
         return -1;
-    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+    /* A day the month does not have (2021-02-29) is malformed, not the
+     * next month: every accepted date then names itself. */
+    static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || sec > 60)
         return -1;
+    if (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))) return -1;
     if (*p == '.') {
         p++;
         int n = 0;
@@ -119,8 +123,14 @@ int timefmt_parse(const char *s, int64_t *epoch_ms)
         int oh, om = 0;
         p++;
         if (digits(&p, 2, &oh)) return -1;
-        if (*p == ':') p++;
-        if (isdigit((unsigned char)*p) && digits(&p, 2, &om)) return -1;
+        /* A colon promises minutes ("+05:" is malformed). */
+        if (*p == ':') {
+            p++;
+            if (digits(&p, 2, &om)) return -1;
+        } else if (isdigit((unsigned char)*p) && digits(&p, 2, &om)) {
+            return -1;
+        }
+        if (oh > 23 || om > 59) return -1;
         offset_min = sign * (oh * 60 + om);
     } else {
         return -1;

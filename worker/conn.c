@@ -9,6 +9,7 @@
 #include <event2/bufferevent.h>
 
 #include "shared/log.h"
+#include "shared/metrics.h"
 #include "shared/timefmt.h"
 #include "worker/http_conn.h"
 #include "worker/worker.h"
@@ -75,7 +76,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     conn_unref(c);
 }
 
-struct conn *conn_new(struct worker *w, int fd, const struct sockaddr *addr, socklen_t len)
+struct conn *conn_new(struct worker *w, int fd, const struct ip_addr *peer, bool ip_counted)
 {
     struct conn *c = calloc(1, sizeof *c);
     if (!c) {
@@ -90,19 +91,22 @@ struct conn *conn_new(struct worker *w, int fd, const struct sockaddr *addr, soc
     }
     c->w = w;
     c->kind = CONN_HTTP;
-    if (len > sizeof c->peer) len = sizeof c->peer;
-    memcpy(&c->peer, addr, len);
+    c->peer = *peer;
+    c->ip_counted = ip_counted;
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     /* The input never holds more than one request head, or one largest
      * frame once upgraded: reading pauses at the mark until we consume. */
     bufferevent_setwatermark(c->bev, EV_READ, 0, HTTP_CONN_READ_HIGH);
-    bufferevent_set_timeouts(c->bev, w->http_idle_timeout, NULL);
+    /* Idle keep-alive clients, and clients that stop taking an answer,
+     * are dropped after the same time. */
+    bufferevent_set_timeouts(c->bev, w->http_idle_timeout, w->http_idle_timeout);
     if (bufferevent_enable(c->bev, EV_READ) < 0) {
         bufferevent_free(c->bev);
         free(c);
         return NULL;
     }
     conn_list_add(&w->http_conns, c);
+    metrics_gauge(METRIC_CONNS_OPEN, 1);
     return c;
 }
 
@@ -113,6 +117,8 @@ void conn_close(struct conn *c)
     conn_ref(c);
     if (c->kind == CONN_WS) ws_conn_on_close(c);
     conn_list_remove(list_of(c), c);
+    metrics_gauge(METRIC_CONNS_OPEN, -1);
+    if (c->ip_counted) ip_limit_release(c->w->ip_limit, &c->peer);
     if (c->bev) {
         bufferevent_free(c->bev);
         c->bev = NULL;

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "worker/ip_limit.h"
 #include "worker/worker.h"
 
 struct bufferevent;
@@ -40,13 +41,14 @@ struct conn {
     uint16_t refs;
     int8_t cors_origin;        /* HTTP: CONN_CORS_* or an index into allowed_origins */
     int64_t head_started_ms;   /* HTTP: when the unfinished head began, 0 when idle */
+    bool ip_counted;           /* counted in the worker's ip_limit */
     struct ws_session *ws;     /* after the upgrade; owned */
-    struct sockaddr_storage peer;
+    struct ip_addr peer;
 };
 
 /* Adopts an accepted, non-blocking socket. Returns NULL (socket closed)
  * when memory runs out. */
-struct conn *conn_new(struct worker *w, int fd, const struct sockaddr *addr, socklen_t len);
+struct conn *conn_new(struct worker *w, int fd, const struct ip_addr *peer, bool ip_counted);
 
 void conn_close(struct conn *c);
 void conn_close_after_flush(struct conn *c);

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -51,6 +52,30 @@ static void shed_one(struct worker *w)
     w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
+static void to_ip_addr(const struct sockaddr_storage *ss, struct ip_addr *out)
+{
+    memset(out, 0, sizeof *out);
+    if (ss->ss_family == AF_INET6) {
+        memcpy(out->b, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+    } else if (ss->ss_family == AF_INET) {
+        out->b[10] = out->b[11] = 0xff;
+        memcpy(out->b + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+    }
+}
+
+/* Over the per-address limit: say so in HTTP (the client has not sent its
+ * request yet, but every HTTP client reads an early answer) and close. */
+static void refuse_over_limit(int fd)
+{
+    static const char answer[] =
+        "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
+        "Content-Length: 74\r\nConnection: close\r\n\r\n"
+        "{\"error\":{\"code\":\"too_many_connections\",\"message\":\"too many connections\"}}";
+    ssize_t n = send(fd, answer, sizeof answer - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)n;
+    close(fd);
+}
+
 static void on_accept(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -72,7 +97,14 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
             log_warn("accept: %s", strerror(errno));
             return;
         }
-        if (!conn_new(w, cfd, (struct sockaddr *)&ss, len)) {
+        struct ip_addr peer;
+        to_ip_addr(&ss, &peer);
+        if (!ip_limit_take(w->ip_limit, &peer, w->max_conns_per_ip)) {
+            metrics_add(METRIC_CONNS_REFUSED, 1);
+            refuse_over_limit(cfd);
+            continue;
+        }
+        if (!conn_new(w, cfd, &peer, w->max_conns_per_ip > 0)) {
             log_warn("out of memory for a new connection; closed it");
             accept_pause(w);
             return;
@@ -187,7 +219,11 @@ static int worker_init(struct worker *w, const struct worker_args *a)
     w->http_idle_timeout = event_base_init_common_timeout(w->base, &idle);
     w->ws_ping_timeout = event_base_init_common_timeout(w->base, &ping);
     w->files = static_files_load(w->cfg->static_dir);
-    if (!w->files) return -1;
+    w->ip_limit = ip_limit_new();
+    if (!w->files || !w->ip_limit) return -1;
+    if (w->cfg->max_conns_per_ip > 0)
+        w->max_conns_per_ip = (uint32_t)((w->cfg->max_conns_per_ip + w->cfg->workers - 1) /
+                                         w->cfg->workers);
     w->pg = pg_pool_new(w->base, w->cfg->pg_dsn, w->cfg->pg_pool_size, store_prepared,
                         STORE_NSTMTS);
     w->store = w->pg ? store_new(w) : NULL;
@@ -225,6 +261,7 @@ static void worker_teardown(struct worker *w)
     if (w->redis) redis_link_free(w->redis);
     if (w->pg) pg_pool_free(w->pg);
     static_files_free(w->files);
+    ip_limit_free(w->ip_limit);
     if (w->accept_ev) event_free(w->accept_ev);
     if (w->accept_resume_ev) event_free(w->accept_resume_ev);
     if (w->master_ev) event_free(w->master_ev);

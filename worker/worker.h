@@ -35,6 +35,7 @@ struct static_files;
 struct hub;
 struct store;
 struct presence;
+struct ip_limit;
 
 /* Connections of one kind, intrusive (see struct conn). */
 struct conn_list {
@@ -73,6 +74,8 @@ struct worker {
     struct hub *hub;
     struct store *store;
     struct presence *presence;
+    struct ip_limit *ip_limit;
+    uint32_t max_conns_per_ip;   /* this worker's share of max_conns_per_ip; 0 = none */
 
     /* libevent common timeouts: one queue per distinct duration instead
      * of a heap entry per connection. */

@@ -113,10 +113,15 @@ int ws_conn_accept(struct conn *c, const char *accept_key, struct chat_session *
     /* One whole largest frame must fit, or the decoder could never see it. */
     bufferevent_setwatermark(c->bev, EV_READ, 0,
                              (size_t)cfg->max_frame_bytes + WS_FRAME_HEADER_MAX + 4);
-    bufferevent_set_timeouts(c->bev, c->w->ws_ping_timeout, NULL);
+    /* Silent peers are pinged, then dropped (ws_conn_on_timeout); a peer
+     * that takes none of our bytes for as long is dropped too. */
+    bufferevent_set_timeouts(c->bev, c->w->ws_ping_timeout, c->w->ws_ping_timeout);
     bufferevent_enable(c->bev, EV_READ);
     metrics_add(METRIC_WS_UPGRADES, 1);
     chat_session_open(c);
+    /* Frames the client sent right behind its upgrade request. */
+    if (!c->closed && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
     return 0;
 }
 

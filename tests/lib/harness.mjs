@@ -393,6 +393,11 @@ async function launchChatd(port, {
     // detached: chatd gets its own process group, so the master and its
     // workers can be killed together whatever state the master is in.
     const child = spawn(bin, args, { cwd: ROOT, env: childEnv, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Unreferenced: a test file that forgets to stop a server still ends
+    // (the exit handler then kills it) instead of hanging the runner.
+    child.unref();
+    child.stdout.unref?.();
+    child.stderr.unref?.();
     let exitInfo = null;
     const exited = new Promise((resolve) => {
         child.once('exit', (code, signal) => {
@@ -417,8 +422,8 @@ async function launchChatd(port, {
     const server = {
         port, secret, prefix, pidFile, tmpdir, process: child,
         get pid() { return child.pid; },
+        /** {code, signal} once the master has exited, else null. */
         get exitInfo() { return exitInfo; },
-        exited,
         url: (p = '/') => `http://127.0.0.1:${port}${p}`,
         wsUrl: (p = '/api/chat') => `ws://127.0.0.1:${port}${p}`,
         token: (claims = {}) => mintToken(secret, claims),
@@ -426,6 +431,22 @@ async function launchChatd(port, {
         dumpLogs(label = 'chatd') {
             process.stderr.write(`----- ${label} on port ${port} (pid ${child.pid}), recent output -----\n` +
                 `${ring.text()}\n----- end of ${label} output -----\n`);
+        },
+        /**
+         * Resolves {code, signal} when the master exits (rejects after
+         * timeoutMs). The child is unreferenced; the timer here is what keeps
+         * the test process alive while waiting.
+         */
+        async waitExit(timeoutMs = 10000) {
+            if (exitInfo) return exitInfo;
+            let timer;
+            try {
+                return await Promise.race([exited, new Promise((_, reject) => {
+                    timer = setTimeout(() => reject(new Error(`chatd (pid ${child.pid}) still running after ${timeoutMs} ms`)), timeoutMs);
+                })]);
+            } finally {
+                clearTimeout(timer);
+            }
         },
         /** Pids of the master's live children (the workers). */
         children: () => childPids(child.pid),
@@ -458,7 +479,7 @@ async function launchChatd(port, {
                 if (timedOut) {
                     ring.add('err', `harness: no exit ${timeoutMs} ms after ${signal}; SIGKILL`);
                     killGroup(child.pid, 'SIGKILL');
-                    await exited;
+                    await server.waitExit(5000);
                 }
             }
             let leftover = [];

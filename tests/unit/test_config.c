@@ -136,6 +136,14 @@ static void test_defaults(void **state)
     assert_string_equal(c.bind, "127.0.0.1");
     assert_int_equal(c.port, 8080);
     assert_int_equal(c.workers, expected_workers());
+    assert_string_equal(c.listen_mode, "reuseport");
+    char lm_err[256];
+    assert_int_equal(config_set(&c, "listen_mode", "shared", lm_err, sizeof lm_err), 0);
+    assert_string_equal(c.listen_mode, "shared");
+    assert_int_equal(config_set(&c, "listen_mode", "both", lm_err, sizeof lm_err), -1);
+    assert_non_null(strstr(lm_err, "listen_mode"));
+    assert_string_equal(c.listen_mode, "shared");
+    config_defaults(&c);
     assert_string_equal(c.jwt_secret, "");
     assert_string_equal(c.jwt_secret_previous, "");
     assert_string_equal(c.redis_url, "redis://127.0.0.1:6379/0");
@@ -957,7 +965,7 @@ static void test_help(void **state)
         assert_contains(help, env);
         keys++;
     }
-    assert_int_equal(keys, 26);
+    assert_int_equal(keys, 27);
     assert_contains(help, "default: none, required");
     assert_contains(help, "Value: an integer 1..65535. [restart]");
     free(dump);
@@ -1021,7 +1029,7 @@ static void test_sample_matches_committed(void **state)
         }
         prev = line;
     }
-    assert_int_equal(settings, 26);
+    assert_int_equal(settings, 27);
     free(sample);
 }
 

@@ -291,11 +291,13 @@ static void test_reject_is_sticky_and_bad_state(void **state)
 	assert_int_equal(utf8_validate(st, S("abc")), UTF8_REJECT);
 	assert_int_equal(utf8_validate(st, NULL, 0), UTF8_REJECT);
 	assert_int_equal(utf8_validate(UTF8_ACCEPT, NULL, 0), UTF8_ACCEPT);
-	/* States are small, so callers can keep them in a byte; a value we
-	 * never return must not be trusted. */
-	for (uint32_t s = 0; s < 64; s++) {
+	/* States are small, so callers can keep them in a byte. Any state
+	 * but ACCEPT is either inside a character, where ASCII is an error,
+	 * or a value we never hand out, which must not be trusted. */
+	for (uint32_t s = 0; s < 256; s++) {
 		uint32_t r = utf8_validate(s, S("a"));
-		assert_true(r < 64);
+		assert_int_equal(r, s == UTF8_ACCEPT ? UTF8_ACCEPT : UTF8_REJECT);
+		assert_true(utf8_validate(s, S("\xc2")) < 64);
 	}
 	assert_int_equal(utf8_validate(0xFFFFFFFFu, S("a")), UTF8_REJECT);
 	assert_int_equal(utf8_validate(1000, NULL, 0), UTF8_REJECT);

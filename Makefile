@@ -75,6 +75,12 @@ $(BIN)/tests/%: $(BUILD)/tests/unit/%.o $(WORKER_OBJ) $(SHARED_OBJ) $(BIN)/.mode
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(WORKER_OBJ) $(SHARED_OBJ) \
 	    $(shell cat tests/unit/$*.ldflags 2>/dev/null) $(LIBS) -lcmocka
 
+# The load generator reuses the frame codec's client-side encoder.
+BENCH_OBJ  := $(call obj,$(BENCH_SRC)) $(BUILD)/worker/ws_frame.o
+$(BIN)/chat-bench: $(BENCH_OBJ) $(SHARED_OBJ) $(BIN)/.mode
+	@$(if $(V),,echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(BENCH_OBJ) $(SHARED_OBJ) $(LIBS)
+
 $(BIN)/tests/progs/%: $(BUILD)/tests/progs/%.o $(SHARED_OBJ) $(BIN)/.mode
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  LINK    $@")

@@ -33,17 +33,18 @@ die() { echo "services: $*" >&2; exit 1; }
 say() { echo "services: $*"; }
 
 for p in "$REDIS_PORT" "$PG_PORT"; do
-    [[ $p =~ ^[0-9]+$ ]] && ((p > 0 && p < 65536)) || die "bad port '$p'"
+    if ! [[ $p =~ ^[0-9]+$ ]] || ((p < 1 || p > 65535)); then die "bad port '$p'"; fi
 done
 [[ $REDIS_PORT != "$PG_PORT" ]] || die "CHATD_REDIS_PORT and CHATD_PG_PORT are both $PG_PORT"
 
 # Something accepts connections on 127.0.0.1:$1.
 port_busy() {
+    # shellcheck disable=SC2016 # $1 is the inner shell's
     timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null
 }
 
 lock() {
-    mkdir -p -m 755 "$RUN"
+    [[ -d $RUN ]] || mkdir -m 755 "$RUN"
     exec 9>"$RUN/.lock"
     flock -w 120 9 || die "another services.sh still holds $RUN/.lock after 120 s"
 }
@@ -54,9 +55,14 @@ redis_cli() { timeout 3 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@" 2>/dev/null
 
 # Pid of this checkout's redis-server if it is alive, else nothing.
 redis_pid() {
-    local pid
-    [[ -s $REDIS_PIDFILE ]] || return 1
-    pid=$(<"$REDIS_PIDFILE")
+    local pid=""
+    [[ -s $REDIS_PIDFILE ]] && pid=$(<"$REDIS_PIDFILE")
+    if [[ -z $pid ]]; then
+        # Pid file lost (.run/ removed): a server on our port that was
+        # started with our pid file path is still ours.
+        [[ $(redis_cli config get pidfile | tr -d '\r' | sed -n 2p) == "$REDIS_PIDFILE" ]] || return 1
+        pid=$(redis_cli info server | tr -d '\r' | sed -n 's/^process_id://p')
+    fi
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     [[ $(cat "/proc/$pid/comm" 2>/dev/null) == redis-server* ]] || return 1
     echo "$pid"
@@ -195,8 +201,8 @@ pg_bindir() {
          ver=$(<"$PG_DATA/PG_VERSION") && [[ -x /usr/lib/postgresql/$ver/bin/postgres ]]; then
         PG_BIN=/usr/lib/postgresql/$ver/bin
     else
-        d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-        [[ -n $d ]] || die "PostgreSQL server binaries not found in /usr/lib/postgresql (run scripts/deps.sh)"
+        d=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+        [[ -d $d ]] || die "PostgreSQL server binaries not found in /usr/lib/postgresql (run scripts/deps.sh)"
         PG_BIN=$d
     fi
     [[ -x $PG_BIN/pg_ctl ]] || die "no pg_ctl in $PG_BIN"
@@ -211,9 +217,9 @@ pg_prepare_base() {
           $(stat -c %U "$PG_BASE") != "$PG_OS_USER" ) ) ]]; then
         die "$PG_BASE exists but is not a directory owned by $PG_OS_USER; remove it"
     fi
-    mkdir -p -m 700 "$PG_BASE" "$PG_SOCK"
-    ((EUID == 0)) && chown "$PG_OS_USER": "$PG_BASE" "$PG_SOCK"
-    chmod 700 "$PG_BASE"
+    mkdir -p "$PG_BASE" "$PG_SOCK"
+    if ((EUID == 0)); then chown "$PG_OS_USER": "$PG_BASE" "$PG_SOCK"; fi
+    chmod 700 "$PG_BASE" "$PG_SOCK"
     printf '%s\n' "$PG_BASE" >"$RUN/pg-location"
 }
 
@@ -230,15 +236,18 @@ pg_initdb() {
         die "initdb failed (log: $log)"
     fi
     # Only the unix socket and 127.0.0.1; no other hosts, no passwords.
-    as_pg tee "$tmp/pg_hba.conf" >/dev/null <<'EOF'
+    if ! as_pg tee "$tmp/pg_hba.conf" >/dev/null <<'EOF' ||
 # Written by scripts/services.sh: a private test server, trust on loopback.
 local   all             all                     trust
 host    all             all     127.0.0.1/32    trust
 local   replication     all                     trust
 host    replication     all     127.0.0.1/32    trust
 EOF
-    echo "include_if_exists = 'chatd.conf'" | as_pg tee -a "$tmp/postgresql.conf" >/dev/null
-    as_pg mv "$tmp" "$PG_DATA"
+       ! echo "include_if_exists = 'chatd.conf'" | as_pg tee -a "$tmp/postgresql.conf" >/dev/null ||
+       ! as_pg mv "$tmp" "$PG_DATA"; then
+        as_pg rm -rf "$tmp"
+        die "could not set up $PG_DATA"
+    fi
 }
 
 pg_write_conf() {

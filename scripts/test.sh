@@ -7,6 +7,9 @@
 #                            matches (grep -E); unit tests and fuzzing still run
 #   CHATD_FUZZ_SECONDS=N     seconds per fuzz target (20; 0 skips fuzzing)
 #   SAN=1                    sanitizer options for everything run here
+#   Timeouts, seconds: CHATD_UNIT_TIMEOUT (300, one unit binary),
+#   CHATD_TEST_FILE_TIMEOUT (600, one integration file), CHATD_NODE_TIMEOUT
+#   (1800, one node --test run); fuzzing gets SECONDS + 180 per target.
 #
 # CHAT_* variables from the caller's shell are dropped: chatd and chatctl
 # refuse unknown ones, and tests set their own.
@@ -22,12 +25,14 @@ if [[ ${SAN:-} == 1 ]]; then
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 fi
 # Marks every process started below, so leftovers can be found at the end.
-export CHATD_TEST_RUN_ID="$$-$(date +%s%N)"
+CHATD_TEST_RUN_ID="$$-$(date +%s%N)"
+export CHATD_TEST_RUN_ID
 
 FUZZ_SECONDS=${CHATD_FUZZ_SECONDS:-20}
 [[ $FUZZ_SECONDS =~ ^[0-9]+$ ]] || { echo "test: CHATD_FUZZ_SECONDS must be a number" >&2; exit 2; }
 UNIT_TIMEOUT=${CHATD_UNIT_TIMEOUT:-300}
-NODE_TIMEOUT=${CHATD_NODE_TIMEOUT:-1200}
+NODE_TIMEOUT=${CHATD_NODE_TIMEOUT:-1800}       # one node --test run, seconds
+FILE_TIMEOUT=${CHATD_TEST_FILE_TIMEOUT:-600}   # one test file in it, seconds
 
 passed=0
 failed=0
@@ -62,7 +67,7 @@ cleanup_leftovers() {
     for p in /proc/[0-9]*; do
         p=${p#/proc/}
         ((p == $$ || p == BASHPID)) && continue
-        if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "CHATD_TEST_RUN_ID=$CHATD_TEST_RUN_ID"; then
+        if { tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | grep -qx "CHATD_TEST_RUN_ID=$CHATD_TEST_RUN_ID"; then
             pids+=("$p")
         fi
     done
@@ -91,7 +96,7 @@ if [[ -x bin/chatctl ]]; then
     CHAT_PG_DSN=$CHATD_PG_TEST_DSN timeout -k 5 120 bin/chatctl migrate
     rc=$?
     if ((rc != 0)); then
-        echo "test: chatctl migrate failed, exit $rc$(explain_rc $rc)"
+        echo "test: chatctl migrate failed, exit $rc$(explain_rc "$rc")"
         fail migrate
     fi
 else
@@ -110,7 +115,7 @@ for t in bin/tests/test_*; do
     timeout -k 5 "$UNIT_TIMEOUT" "$t"
     rc=$?
     if ((rc == 0)); then pass; else
-        echo "test: $name failed, exit $rc$(explain_rc $rc)"
+        echo "test: $name failed, exit $rc$(explain_rc "$rc")"
         fail "$name"
     fi
 done
@@ -133,7 +138,7 @@ if ((n > 0)); then
         # fuzz.sh prints one line per target ending in its result.
         ok=$(grep -cE '[[:space:]]ok$' "$out")
         ((ok < n)) || ok=$((n - 1))
-        echo "test: fuzz.sh exit $rc$(explain_rc $rc)"
+        echo "test: fuzz.sh exit $rc$(explain_rc "$rc")"
         pass fuzz "$ok"
         fail fuzz $((n - ok))
     fi
@@ -148,19 +153,29 @@ run_node() {   # $1: label, $2: concurrency, files...
     shift 2
     stage "integration ($label): $*"
     out=$(mktemp)
-    timeout -k 10 "$NODE_TIMEOUT" node --test --test-reporter=tap --test-concurrency="$conc" "$@" 2>&1 | tee "$out"
+    # Node 20 applies --test-timeout to each file as a whole (a hung file is
+    # cancelled, the others still report); --test-force-exit ends a file
+    # whose tests are done even if something it opened is still pending.
+    timeout -k 10 "$NODE_TIMEOUT" node --test --test-reporter=tap --test-concurrency="$conc" \
+        --test-timeout=$((FILE_TIMEOUT * 1000)) --test-force-exit "$@" 2>&1 | tee "$out"
     rc=${PIPESTATUS[0]}
     # The summary is the last "# pass N" etc. at the start of a line
     # (nested subtests' summaries are indented).
     p=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$out" | tail -n 1)
     f=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$out" | tail -n 1)
     c=$(sed -n 's/^# cancelled \([0-9]*\)$/\1/p' "$out" | tail -n 1)
-    rm -f "$out"
     if [[ -z $p || -z $f ]]; then
-        echo "test: node ($label) ended without a summary, exit $rc$(explain_rc "$rc")"
-        fail "integration-$label"
+        # Killed before its summary: count the top-level results it printed.
+        p=$(grep -E '^ok [0-9]+ ' "$out" | grep -cvE '# (SKIP|TODO)')
+        f=$(grep -cE '^not ok [0-9]+ ' "$out")
+        rm -f "$out"
+        echo "test: node ($label) ended without a summary, exit $rc$(explain_rc "$rc");" \
+            "$p passed and $f failed before that"
+        pass "integration-$label" "$p"
+        fail "integration-$label" $((f + 1))
         return
     fi
+    rm -f "$out"
     pass "integration-$label" "$p"
     ((f + ${c:-0} == 0)) || fail "integration-$label" $((f + ${c:-0}))
     if ((rc != 0 && f + ${c:-0} == 0)); then
@@ -187,7 +202,7 @@ else
     mapfile -t par < <(select_files tests/integration/*.test.mjs)
     mapfile -t ser < <(select_files tests/integration/serial/*.test.mjs)
     if ((${#par[@]} == 0 && ${#ser[@]} == 0)); then
-        echo "test: no integration test files${CHATD_TEST_ONLY:+ match '$CHATD_TEST_ONLY'}"
+        echo "test: no integration test files${CHATD_TEST_ONLY:+ match \"$CHATD_TEST_ONLY\"}"
     fi
     ((${#par[@]} == 0)) || run_node parallel 2 "${par[@]}"
     # These stop and start Redis or PostgreSQL, so nothing runs beside them.

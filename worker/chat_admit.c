@@ -81,6 +81,37 @@ int chat_admit_token(struct http_req *req, struct jwt_claims *claims)
     return 0;
 }
 
+struct ban_check {
+    chat_ban_fn done;
+    void *arg;
+};
+
+static void on_ban_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    struct ban_check *b = privdata;
+    redisReply *r = reply;
+    int status = !r || r->type != REDIS_REPLY_INTEGER ? 503 : r->integer == 1 ? 403 : 0;
+    b->done(b->arg, status);
+    free(b);
+}
+
+int chat_admit_check_ban(struct worker *w, const char *user_id, chat_ban_fn done, void *arg)
+{
+    struct ban_check *b = malloc(sizeof *b);
+    if (!b) return -1;
+    b->done = done;
+    b->arg = arg;
+    char key[CONFIG_PREFIX_MAX + 16];
+    snprintf(key, sizeof key, "%sbanned", w->cfg->redis_prefix);
+    const char *argv[3] = {"SISMEMBER", key, user_id};
+    if (redis_link_commandargv(w->redis, on_ban_reply, b, 3, argv, NULL) < 0) {
+        free(b);
+        return -1;
+    }
+    return 0;
+}
+
 /* Waiting for Redis to say whether the user is banned. */
 struct admission {
     struct conn *c;
@@ -88,18 +119,16 @@ struct admission {
     char accept[WS_ACCEPT_LEN + 1];
 };
 
-static void on_ban_reply(redisAsyncContext *ac, void *reply, void *privdata)
+static void on_admission(void *arg, int status)
 {
-    (void)ac;
-    struct admission *a = privdata;
+    struct admission *a = arg;
     struct conn *c = a->c;
-    redisReply *r = reply;
     if (c->closed) {
         chat_session_free(a->session);
-    } else if (!r || r->type != REDIS_REPLY_INTEGER) {
+    } else if (status == 503) {
         chat_session_free(a->session);
         http_reply_error(c, 503, "unavailable", "redis did not answer");
-    } else if (r->integer == 1) {
+    } else if (status == 403) {
         chat_session_free(a->session);
         http_reply_error(c, 403, "forbidden", "user is banned");
     } else if (c->w->draining) {
@@ -117,7 +146,6 @@ static void on_ban_reply(redisAsyncContext *ac, void *reply, void *privdata)
 void chat_admit(struct http_req *req, const char *accept_key)
 {
     struct conn *c = req->c;
-    const struct chat_config *cfg = c->w->cfg;
     if (chat_admit_origin(req) < 0) return;
     char room[ROOM_NAME_MAX + 1];
     if (chat_admit_room(req, room, false) < 0) return;
@@ -145,11 +173,8 @@ void chat_admit(struct http_req *req, const char *accept_key)
     a->c = c;
     a->session = s;
     memcpy(a->accept, accept_key, sizeof a->accept);
-    char key[CONFIG_PREFIX_MAX + 16];
-    snprintf(key, sizeof key, "%sbanned", cfg->redis_prefix);
-    const char *argv[3] = {"SISMEMBER", key, s->user_id};
     http_begin_async(c);
-    if (redis_link_commandargv(c->w->redis, on_ban_reply, a, 3, argv, NULL) < 0) {
+    if (chat_admit_check_ban(c->w, s->user_id, on_admission, a) < 0) {
         chat_session_free(s);
         free(a);
         http_reply_error(c, 503, "unavailable", "redis is down");

@@ -24,6 +24,13 @@ int chat_admit_token(struct http_req *req, struct jwt_claims *claims);
 /* The Origin rule for browsers (403 answered, returns -1). */
 int chat_admit_origin(struct http_req *req);
 
+/* Asks Redis whether user_id is banned. done(arg, 0) when not, 403 when
+ * banned, 503 when Redis did not answer; it is called exactly once, maybe
+ * after the connection closed (check c->closed). Returns -1 when Redis is
+ * down (no call). */
+typedef void (*chat_ban_fn)(void *arg, int status);
+int chat_admit_check_ban(struct worker *w, const char *user_id, chat_ban_fn done, void *arg);
+
 /* Reads the room parameter (default "general"); 400 answered on a bad
  * name, returns -1. */
 int chat_admit_room(struct http_req *req, char room[65], bool required);

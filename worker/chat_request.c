@@ -299,7 +299,12 @@ void chat_request_handle(struct conn *c, struct chat_session *s, const char *dat
     }
     json_t *type = json_object_get(root, "type");
     if (!json_is_string(type)) {
-        send_error(c, NULL, "bad_request", "type must be a string", -1);
+        /* A well-formed ref is echoed even here: the client can only tell
+         * which of its requests this answers by the ref. */
+        char ref[4 * REF_MAX_CHARS + 1];
+        bool bad;
+        bool has = read_ref(root, ref, sizeof ref, &bad);
+        send_error(c, has ? ref : NULL, "bad_request", "type must be a string", -1);
         json_decref(root);
         return;
     }

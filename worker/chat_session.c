@@ -248,10 +248,12 @@ static void welcome_when_known(struct chat_session *s)
     if (s->c->closed || s->state == CHAT_CLOSED) return;
     if (!s->has_since) {
         s->state = CHAT_LIVE;
+        ws_conn_resume_read(s->c);
         return;
     }
     s->state = CHAT_REPLAYING;
     s->replay_upto = last_seq;
+    ws_conn_resume_read(s->c);
     conn_ref(s->c);
     if (store_replay(s->c->w->store, s->room_name, s->since, s->c->w->cfg->replay_max, on_replay,
                      s->c) < 0) {

@@ -20,10 +20,24 @@
 
 static const char no_store[] = "Cache-Control: no-store\r\n";
 
+/* A REST request between its token check and its answer: first the ban
+ * set (Redis), then the read itself. */
+struct rest_call {
+    struct conn *c;
+    char room[ROOM_NAME_MAX + 1];
+    bool has_room;
+    bool organizer;
+    int limit;
+    bool has_before, has_after;
+    int64_t before, after;
+};
+
 static void on_history(void *arg, PGresult *const *res, int n, const char *err)
 {
     (void)err;
-    struct conn *c = arg;
+    struct rest_call *rc = arg;
+    struct conn *c = rc->c;
+    free(rc);
     if (!res || n != 1 || !res[0] || PQresultStatus(res[0]) != PGRES_TUPLES_OK ||
         PQntuples(res[0]) != 1) {
         http_reply_error(c, 503, "unavailable", "database unavailable");
@@ -32,6 +46,75 @@ static void on_history(void *arg, PGresult *const *res, int n, const char *err)
                    (size_t)PQgetlength(res[0], 0, 0), no_store);
     }
     http_end_async(c);
+}
+
+static void history_after_ban(struct rest_call *rc)
+{
+    struct conn *c = rc->c;
+    if (store_history(c->w->store, rc->room, rc->limit, rc->has_before ? &rc->before : NULL,
+                      rc->has_after ? &rc->after : NULL, rc->organizer, on_history, rc) < 0) {
+        free(rc);
+        http_reply_error(c, 503, "unavailable", "database unavailable");
+        http_end_async(c);
+    }
+}
+
+typedef void (*rest_next_fn)(struct rest_call *rc);
+
+struct ban_wait {
+    struct rest_call *rc;
+    rest_next_fn next;
+};
+
+static void on_ban_checked(void *arg, int status)
+{
+    struct ban_wait *bw = arg;
+    struct rest_call *rc = bw->rc;
+    struct conn *c = rc->c;
+    rest_next_fn next = bw->next;
+    free(bw);
+    if (c->closed || status != 0) {
+        if (status == 403) http_reply_error(c, 403, "forbidden", "user is banned");
+        else if (status) http_reply_error(c, 503, "unavailable", "redis did not answer");
+        free(rc);
+        http_end_async(c);
+        return;
+    }
+    next(rc);
+}
+
+/* The token (401), its rooms claim (403), then, asynchronously, the ban
+ * set (403/503); next runs when all of them allow the request. Takes rc. */
+static void begin_checked(struct http_req *req, struct rest_call *rc, bool room_required,
+                          rest_next_fn next)
+{
+    struct conn *c = req->c;
+    struct jwt_claims claims;
+    if (chat_admit_token(req, &claims) < 0) {
+        free(rc);
+        return;
+    }
+    bool allowed = !(room_required || rc->has_room) || jwt_claims_allow_room(&claims, rc->room);
+    rc->organizer = claims.role == JWT_ROLE_ORGANIZER;
+    struct ban_wait *bw = allowed ? malloc(sizeof *bw) : NULL;
+    if (!allowed || !bw) {
+        jwt_claims_clear(&claims);
+        free(rc);
+        if (!allowed) http_reply_error(c, 403, "forbidden", "token does not allow this room");
+        else http_reply_error(c, 503, "unavailable", "out of memory");
+        return;
+    }
+    bw->rc = rc;
+    bw->next = next;
+    http_begin_async(c);
+    int r = chat_admit_check_ban(c->w, claims.sub, on_ban_checked, bw);
+    jwt_claims_clear(&claims);
+    if (r < 0) {
+        free(bw);
+        free(rc);
+        http_reply_error(c, 503, "unavailable", "redis is down");
+        http_end_async(c);
+    }
 }
 
 void rest_history(struct http_req *req)
@@ -53,38 +136,30 @@ void rest_history(struct http_req *req)
         http_reply_error(c, 400, "bad_request", "give before or after, not both");
         return;
     }
-    struct jwt_claims claims;
-    if (chat_admit_token(req, &claims) < 0) return;
-    bool allowed = jwt_claims_allow_room(&claims, room);
-    bool organizer = claims.role == JWT_ROLE_ORGANIZER;
-    jwt_claims_clear(&claims);
-    if (!allowed) {
-        http_reply_error(c, 403, "forbidden", "token does not allow this room");
+    struct rest_call *rc = calloc(1, sizeof *rc);
+    if (!rc) {
+        http_reply_error(c, 503, "unavailable", "out of memory");
         return;
     }
-    http_begin_async(c);
-    if (store_history(c->w->store, room, (int)limit, has_before ? &before : NULL,
-                      has_after ? &after : NULL, organizer, on_history, c) < 0) {
-        http_reply_error(c, 503, "unavailable", "database unavailable");
-        http_end_async(c);
-    }
+    rc->c = c;
+    memcpy(rc->room, room, sizeof rc->room);
+    rc->limit = (int)limit;
+    rc->has_before = has_before == 1;
+    rc->has_after = has_after == 1;
+    rc->before = before;
+    rc->after = after;
+    begin_checked(req, rc, true, history_after_ban);
 }
-
-struct users_call {
-    struct conn *c;
-    char room[ROOM_NAME_MAX + 1];
-    bool has_room;
-};
 
 static void on_users(void *arg, json_t *users)
 {
-    struct users_call *uc = arg;
-    struct conn *c = uc->c;
+    struct rest_call *rc = arg;
+    struct conn *c = rc->c;
     if (!users) {
         http_reply_error(c, 503, "unavailable", "redis unavailable");
     } else {
         json_t *body = json_pack("{s:o, s:O, s:I}", "room",
-                                 uc->has_room ? json_string(uc->room) : json_null(), "users", users,
+                                 rc->has_room ? json_string(rc->room) : json_null(), "users", users,
                                  "count", (json_int_t)json_array_size(users));
         char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
         if (text) http_reply(c, 200, "application/json", text, strlen(text), no_store);
@@ -94,48 +169,41 @@ static void on_users(void *arg, json_t *users)
         json_decref(users);
     }
     http_end_async(c);
-    free(uc);
+    free(rc);
+}
+
+static void users_after_ban(struct rest_call *rc)
+{
+    struct conn *c = rc->c;
+    if (presence_list(c->w, rc->has_room ? rc->room : NULL, on_users, rc) < 0) {
+        free(rc);
+        http_reply_error(c, 503, "unavailable", "redis unavailable");
+        http_end_async(c);
+    }
 }
 
 void rest_users(struct http_req *req)
 {
     struct conn *c = req->c;
-    struct users_call *uc = calloc(1, sizeof *uc);
-    if (!uc) {
+    struct rest_call *rc = calloc(1, sizeof *rc);
+    if (!rc) {
         http_reply_error(c, 503, "unavailable", "out of memory");
         return;
     }
     size_t n;
-    int has = http_query_get(req->head->query, "room", uc->room, sizeof uc->room, &n);
-    if (has < 0 || (has == 1 && !room_name_valid(uc->room, n))) {
-        free(uc);
+    int has = http_query_get(req->head->query, "room", rc->room, sizeof rc->room, &n);
+    if (has < 0 || (has == 1 && !room_name_valid(rc->room, n))) {
+        free(rc);
         http_reply_error(c, 400, "bad_request", "bad room name: [A-Za-z0-9_.-]{1,64}");
         return;
     }
-    uc->has_room = has == 1;
+    rc->has_room = has == 1;
     if (chat_admit_origin(req) < 0) {
-        free(uc);
+        free(rc);
         return;
     }
-    struct jwt_claims claims;
-    if (chat_admit_token(req, &claims) < 0) {
-        free(uc);
-        return;
-    }
-    bool allowed = !uc->has_room || jwt_claims_allow_room(&claims, uc->room);
-    jwt_claims_clear(&claims);
-    if (!allowed) {
-        free(uc);
-        http_reply_error(c, 403, "forbidden", "token does not allow this room");
-        return;
-    }
-    uc->c = c;
-    http_begin_async(c);
-    if (presence_list(c->w, uc->has_room ? uc->room : NULL, on_users, uc) < 0) {
-        http_reply_error(c, 503, "unavailable", "redis unavailable");
-        http_end_async(c);
-        free(uc);
-    }
+    rc->c = c;
+    begin_checked(req, rc, false, users_after_ban);
 }
 
 void rest_metrics(struct http_req *req)

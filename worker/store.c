@@ -19,6 +19,7 @@ const struct pg_prepared store_prepared[STORE_NSTMTS] = {
     [STORE_EVENTS] = {"chat_events", "SELECT seq, payload FROM room_events WHERE room = $1 AND seq >= $2::bigint ORDER BY seq LIMIT $3::bigint", 3},
     [STORE_REPLAY] = {"chat_replay", "SELECT last_seq, seq, payload FROM chat_replay($1, $2::bigint, $3::integer)", 3},
     [STORE_HISTORY] = {"chat_history", "SELECT chat_history($1, $2::integer, $3::bigint, $4::bigint, $5::boolean)", 5},
+    [STORE_ROOM_SEQS] = {"chat_room_seqs", "SELECT name, seq FROM rooms WHERE name = ANY($1::text[])", 1},
 };
 
 /* Most messages in one batch (one transaction). */
@@ -337,4 +338,10 @@ int store_history(struct store *s, const char *room, int limit, const int64_t *b
     const char *values[5] = {room, lim, before ? bef : NULL, after ? aft : NULL,
                              with_deleted ? "true" : "false"};
     return pg_pool_query(s->w->pg, STORE_HISTORY, NULL, 5, values, fn, arg);
+}
+
+int store_room_seqs(struct store *s, const char *rooms_array, pg_done_fn fn, void *arg)
+{
+    const char *values[1] = {rooms_array};
+    return pg_pool_query(s->w->pg, STORE_ROOM_SEQS, NULL, 1, values, fn, arg);
 }

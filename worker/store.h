@@ -31,6 +31,7 @@ enum store_stmt {
     STORE_EVENTS,
     STORE_REPLAY,
     STORE_HISTORY,
+    STORE_ROOM_SEQS,
     STORE_NSTMTS
 };
 
@@ -67,5 +68,7 @@ int store_replay(struct store *s, const char *room, int64_t since, int max, pg_d
                  void *arg);
 int store_history(struct store *s, const char *room, int limit, const int64_t *before,
                   const int64_t *after, bool with_deleted, pg_done_fn fn, void *arg);
+/* name, seq of each of the rooms (a text[] literal) that has had a change. */
+int store_room_seqs(struct store *s, const char *rooms_array, pg_done_fn fn, void *arg);
 
 #endif

@@ -127,12 +127,17 @@ void worker_begin_drain(struct worker *w, const char *why)
     w->draining = true;
     w->drain_deadline_ms = timefmt_mono_ms() + (int64_t)w->cfg->drain_timeout_s * 1000;
     log_info("draining (%s): closing %u websocket connections with 1001", why, w->ws_conns.count);
-    /* Idle keep-alive connections go now; busy ones close after their
-     * answer (http_reply sends Connection: close while draining). */
+    /* Idle keep-alive connections go now: they have had their answers,
+     * and clients expect such a close. Busy ones close after their answer
+     * (http_reply sends Connection: close while draining), and so do
+     * connections whose first request is still on its way (keep_alive is
+     * false until a request was handled): they were accepted to be served,
+     * and closing them would fail a request that did nothing wrong. */
     struct conn *next;
     for (struct conn *c = w->http_conns.head; c; c = next) {
         next = c->next;
-        if (!c->busy && conn_unsent(c) == 0) conn_close(c);
+        if (!c->busy && c->keep_alive && !c->head_started_ms && conn_unsent(c) == 0)
+            conn_close(c);
     }
     for (struct conn *c = w->ws_conns.head; c; c = next) {
         next = c->next;
@@ -183,12 +188,19 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct worker *w = arg;
     if (!w->draining) return;
+    /* Once we no longer accept (replaced by a reload, master gone), the
+     * HTTP connections we hold are answered before we go: a reload must
+     * not fail a request. The drain deadline bounds a client that sends
+     * nothing. While we still accept (a host stop) new ones keep coming,
+     * so only the WebSockets are waited for. */
+    bool http_done = w->accept_ev != NULL || w->http_conns.count == 0;
     /* Leaves still travelling to Redis would be lost if we exited now. */
-    if (w->ws_conns.count == 0 && redis_link_pending(w->redis) == 0) {
+    if (w->ws_conns.count == 0 && http_done && redis_link_pending(w->redis) == 0) {
         log_info("drained; exiting");
         event_base_loopexit(w->base, NULL);
     } else if (timefmt_mono_ms() >= w->drain_deadline_ms) {
-        log_warn("drain time over with %u websocket connections left; exiting", w->ws_conns.count);
+        log_warn("drain time over with %u websocket and %u http connections left; exiting",
+                 w->ws_conns.count, w->http_conns.count);
         event_base_loopexit(w->base, NULL);
     }
 }

@@ -307,6 +307,11 @@ static bool on_event(struct conn *c, struct ws_event *ev)
 void ws_conn_on_read(struct conn *c)
 {
     struct ws_session *s = c->ws;
+    /* The welcome is the first thing a client gets, so nothing it sends
+     * is answered before it (a ping neither): its frames wait in the
+     * input, which stops filling at the read watermark, until
+     * chat_session has sent the welcome and calls ws_conn_resume_read. */
+    if (s->chat && s->chat->state == CHAT_WAITING) return;
     struct evbuffer *in = bufferevent_get_input(c->bev);
     size_t max = (size_t)c->w->cfg->max_frame_bytes;
     for (int i = 0; i < FRAMES_PER_TURN; i++) {
@@ -335,6 +340,12 @@ void ws_conn_on_read(struct conn *c)
         }
     }
     if (!c->closed && evbuffer_get_length(in) > 0)
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+void ws_conn_resume_read(struct conn *c)
+{
+    if (!c->closed && c->bev && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
         bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 

@@ -51,6 +51,10 @@ bool ws_conn_congested(const struct conn *c);
  * gone after the peer answers or CLOSE_WAIT_MS. */
 void ws_conn_close(struct conn *c, uint16_t code, const char *reason);
 
+/* Handles frames the client sent while its session waited for the
+ * welcome (ws_conn_on_read leaves them in the input until then). */
+void ws_conn_resume_read(struct conn *c);
+
 /* Hooks called by conn.c. */
 void ws_conn_on_read(struct conn *c);
 void ws_conn_on_drain(struct conn *c);

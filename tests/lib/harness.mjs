@@ -283,13 +283,14 @@ function killGroup(pid, sig) {
     }
 }
 process.on('exit', () => {
-    for (const s of live) killGroup(s.pid, 'SIGKILL');
+    for (const s of live) {
+        if (groupPids(s.pid).length) killGroup(s.pid, 'SIGKILL');
+        fs.rmSync(s.tmpdir, { recursive: true, force: true });
+    }
 });
 for (const [sig, num] of [['SIGINT', 2], ['SIGTERM', 15], ['SIGHUP', 1]]) {
-    process.once(sig, () => {
-        for (const s of live) killGroup(s.pid, 'SIGKILL');
-        process.exit(128 + num);
-    });
+    // process.exit runs the exit handler above, which kills and cleans up.
+    process.once(sig, () => process.exit(128 + num));
 }
 
 /** Pids in process group pgid (chatd runs in its own group: master + workers). */
@@ -345,11 +346,21 @@ const BIND_FAILURE = /address already in use|EADDRINUSE|could not bind|cannot bi
 
 /**
  * Starts bin/chatd on a free port and waits (bounded) for GET /healthz 200.
- * Options: workers, env (over everything else; CHAT_PORT there pins the
- * port), args, prefix (CHAT_REDIS_PREFIX; pass the same to two instances
- * to make them share one hub), secret, t (a node:test context: logs are
- * printed if it fails and the server is stopped after it), startTimeoutMs,
- * bin, logLines.
+ * Options:
+ *   workers         CHAT_WORKERS (2)
+ *   env             over everything else; CHAT_PORT there pins the port,
+ *                   a value of undefined removes a variable
+ *   args            command-line arguments
+ *   prefix          CHAT_REDIS_PREFIX (unique per instance; give two
+ *                   instances the same one to make them share one hub)
+ *   secret          CHAT_JWT_SECRET (random per instance)
+ *   t               a node:test context: the server's recent output is
+ *                   printed if that test fails, and it is stopped after it
+ *   startTimeoutMs  bound of the /healthz wait (10000)
+ *   bin, logLines   the binary (bin/chatd), lines of output kept (2000)
+ * Returns {port, pid, secret, prefix, pidFile, url(path), wsUrl(path),
+ * token(claims), logs(), dumpLogs(), children(), kill(sig), killAll(sig),
+ * waitExit(ms), stop(sig, ms), exitInfo, process}.
  */
 export async function startChatd(opts = {}) {
     const pinned = opts.env && opts.env.CHAT_PORT !== undefined;
@@ -386,8 +397,12 @@ async function launchChatd(port, {
         CHAT_PID_FILE: pidFile,
         CHAT_LOG_LEVEL: 'info',
         CHAT_STATIC_DIR: 'web',
-        ...Object.fromEntries(Object.entries(extraEnv).map(([k, v]) => [k, String(v)])),
     };
+    // The caller's env wins; a value of undefined or null removes the variable.
+    for (const [k, v] of Object.entries(extraEnv)) {
+        if (v === undefined || v === null) delete childEnv[k];
+        else childEnv[k] = String(v);
+    }
     const ring = new LineRing(logLines);
     const streamLive = process.env.CHATD_TEST_LOGS === '1';
     // detached: chatd gets its own process group, so the master and its
@@ -492,11 +507,6 @@ async function launchChatd(port, {
         },
     };
     live.add(server);
-    exited.then(() => {
-        // The master is gone; its workers may be orphaned in the group.
-        if (!live.has(server)) return;
-        setTimeout(() => { if (groupPids(child.pid).length === 0) live.delete(server); }, 2500).unref();
-    });
 
     if (t) {
         t.after(async () => {

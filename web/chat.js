@@ -4,7 +4,9 @@
 // exponential backoff and `since=<last seq seen>` so that nothing is missed;
 // it drops events it has already seen, notices gaps in `seq`, and keeps an
 // outbox of requests (message, edit, delete) that is resent with the same
-// `ref` after a reconnect until each gets its ack or error.
+// `ref` after a reconnect until each gets its ack or error. One request is
+// in flight at a time: the server may store requests that arrive together
+// in any order, and a user's messages must keep the order they were sent in.
 
 export const ROOM_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 
@@ -13,6 +15,7 @@ const BACKOFF_MAX_MS = 30000;
 const STABLE_MS = 10000;       // a connection up this long resets the backoff
 const MAX_TRIES = 8;           // resends after rate_limited / unavailable
 const TYPING_EVERY_MS = 1000;
+const REPLY_TIMEOUT_MS = 15000; // no ack or error by then: the link is broken
 
 /** GET a JSON endpoint with the token: {status, ok, json} (status 0: network error). */
 export async function api(path, token) {
@@ -59,7 +62,9 @@ export class ChatSession {
         this.attempt = 0;
         this.timer = null;
         this.stopped = false;
-        this.outbox = new Map();  // ref -> {frame, tries, timer}
+        this.outbox = new Map();  // ref -> {frame, tries, timer}, in send order
+        this.inflight = null;     // the outbox item sent and not yet answered
+        this.replyTimer = null;
         this.refPrefix = randomId();
         this.refCount = 0;
         this.lastTypingAt = 0;
@@ -100,6 +105,7 @@ export class ChatSession {
     close() {
         this.stopped = true;
         clearTimeout(this.timer);
+        clearTimeout(this.replyTimer);
         for (const item of this.outbox.values()) clearTimeout(item.timer);
         window.removeEventListener('online', this.onOnline);
         const ws = this.ws;
@@ -131,6 +137,8 @@ export class ChatSession {
         const ws = this.ws;
         this.ws = null;
         this.welcomed = false;
+        this.inflight = null;
+        clearTimeout(this.replyTimer);
         if (ws) ws.close(1000);
         this.connect();
     }
@@ -140,6 +148,8 @@ export class ChatSession {
         this.ws = null;
         const wasWelcomed = this.welcomed;
         this.welcomed = false;
+        this.inflight = null;     // resent after the next welcome
+        clearTimeout(this.replyTimer);
         if (this.stopped) return;
         if (e.code === 4003) {
             this.stop('kicked');
@@ -183,7 +193,7 @@ export class ChatSession {
             this.replayUntil = Number(ev.last_seq) || 0;
             this.emit('status', { state: 'open' });
             this.emit('welcome', ev, { resumed });
-            this.flush();
+            this.pump();
             return;
         }
         case 'resync':
@@ -217,25 +227,28 @@ export class ChatSession {
     /** Queues a message/edit/delete request; returns its ref. */
     request(frame) {
         const ref = `w${this.refPrefix}-${++this.refCount}`;
-        const item = { frame: { ...frame, ref }, tries: 0, timer: null };
-        this.outbox.set(ref, item);
-        this.transmit(item);
+        this.outbox.set(ref, { frame: { ...frame, ref }, tries: 0, timer: null });
+        this.pump();
         return ref;
     }
 
-    transmit(item) {
-        if (!this.isOpen) return false;    // sent after the next welcome
-        this.ws.send(JSON.stringify(item.frame));
-        return true;
-    }
-
-    flush() {
-        for (const item of this.outbox.values()) if (!item.timer) this.transmit(item);
+    /** Sends the oldest queued request if the link is up and none is in flight. */
+    pump() {
+        if (!this.isOpen || this.inflight) return;
+        const head = this.outbox.values().next().value;
+        if (!head || head.timer) return;   // empty, or waiting to be resent
+        this.inflight = head;
+        this.ws.send(JSON.stringify(head.frame));
+        this.replyTimer = setTimeout(() => this.reconnectNow(), REPLY_TIMEOUT_MS);
     }
 
     onReply(ev) {
         const item = typeof ev.ref === 'string' ? this.outbox.get(ev.ref) : undefined;
         if (!item) return;
+        if (item === this.inflight) {
+            this.inflight = null;
+            clearTimeout(this.replyTimer);
+        }
         if (ev.type === 'error' && (ev.code === 'rate_limited' || ev.code === 'unavailable') &&
             item.tries < MAX_TRIES) {
             item.tries++;
@@ -244,13 +257,14 @@ export class ChatSession {
                 : Math.min(8000, 1000 * 2 ** (item.tries - 1));
             item.timer = setTimeout(() => {
                 item.timer = null;
-                this.transmit(item);
+                this.pump();
             }, wait);
             this.emit('retrying', item.frame, ev, wait);
             return;
         }
         this.outbox.delete(ev.ref);
         this.emit('reply', item.frame, ev);
+        this.pump();
     }
 
     /** Sends a typing indicator, at most once a second. */

@@ -11,6 +11,7 @@
 #include "shared/metrics.h"
 #include "shared/timefmt.h"
 #include "shared/utf8.h"
+#include "worker/chat_frame.h"
 #include "worker/chat_session.h"
 #include "worker/conn.h"
 #include "worker/hub.h"
@@ -19,21 +20,12 @@
 #include "worker/worker.h"
 #include "worker/ws_conn.h"
 
-#define REF_MAX_CHARS 64
-
-enum op { OP_MESSAGE, OP_EDIT, OP_DELETE };
-static const char *const op_names[] = {"message", "edit", "delete"};
-
 /* One message/edit/delete request between its frame and its reply. It
  * holds a reference to the connection: the reply is dropped if the
  * connection closed meanwhile, but a stored change is published anyway. */
 struct chat_req {
     struct conn *c;
-    json_t *root;
-    enum op op;
-    bool has_ref;
-    bool bad_ref;
-    char ref[4 * REF_MAX_CHARS + 1];
+    struct chat_frame frame;
     char room[ROOM_NAME_MAX + 1];
     int64_t id;
 };
@@ -78,14 +70,19 @@ static void send_error(struct conn *c, const char *ref, const char *code, const 
     if (n > 0) ws_conn_send_text(c, buf, (size_t)n);
 }
 
+static const char *req_ref(const struct chat_req *r)
+{
+    return r->frame.has_ref ? r->frame.ref : NULL;
+}
+
 static void req_error(struct chat_req *r, const char *code, const char *message)
 {
-    send_error(r->c, r->has_ref ? r->ref : NULL, code, message, -1);
+    send_error(r->c, req_ref(r), code, message, -1);
 }
 
 static void req_free(struct chat_req *r)
 {
-    json_decref(r->root);
+    chat_frame_clear(&r->frame);
     conn_unref(r->c);
     free(r);
 }
@@ -97,14 +94,14 @@ static void send_ack(struct chat_req *r, const struct store_change *ch, const ch
     struct jsonw w;
     jsonw_init(&w, buf, sizeof buf);
     jsonw_raw(&w, "{\"type\":\"ack\",\"op\":\"");
-    jsonw_raw(&w, op_names[r->op]);
+    jsonw_raw(&w, chat_op_name(r->frame.op));
     jsonw_raw(&w, "\"");
-    if (r->has_ref) {
+    if (r->frame.has_ref) {
         jsonw_raw(&w, ",\"ref\":");
-        jsonw_cstr(&w, r->ref);
+        jsonw_cstr(&w, r->frame.ref);
     }
     jsonw_raw(&w, ",\"id\":");
-    jsonw_i64(&w, r->op == OP_MESSAGE ? ch->id : r->id);
+    jsonw_i64(&w, r->frame.op == CHAT_OP_MESSAGE ? ch->id : r->id);
     jsonw_raw(&w, ",\"seq\":");
     jsonw_i64(&w, ch->seq);
     if (ch->at) {
@@ -127,7 +124,9 @@ static const char *const error_messages[][2] = {
 static void on_stored(void *arg, const struct store_change *ch)
 {
     struct chat_req *r = arg;
-    static const char *const at_keys[] = {"created_at", "edited_at", "deleted_at"};
+    static const char *const at_keys[] = {
+        [CHAT_OP_MESSAGE] = "created_at", [CHAT_OP_EDIT] = "edited_at",
+        [CHAT_OP_DELETE] = "deleted_at"};
     if (!ch) {
         req_error(r, "unavailable", "could not store; resend with the same ref");
     } else if (strcmp(ch->status, "ok") != 0) {
@@ -141,77 +140,28 @@ static void on_stored(void *arg, const struct store_change *ch)
         if (ch->payload && hub_publish_change(r->c->w->hub, r->room, ch->seq, ch->payload) < 0)
             log_warn("publish failed for room %s seq %" PRId64 "; receivers will repair it",
                      r->room, ch->seq);
-        send_ack(r, ch, at_keys[r->op]);
+        send_ack(r, ch, at_keys[r->frame.op]);
     }
     req_free(r);
-}
-
-/* Text rules shared by message and edit; returns an error code or NULL. */
-static const char *check_text(struct chat_req *r, const char **text, const char **why)
-{
-    json_t *t = json_object_get(r->root, "text");
-    if (!json_is_string(t)) {
-        *why = "text must be a string";
-        return "bad_request";
-    }
-    const char *s = json_string_value(t);
-    size_t n = json_string_length(t);
-    if (utf8_is_blank((const uint8_t *)s, n)) {
-        *why = "text is empty";
-        return "empty";
-    }
-    if (utf8_count_codepoints((const uint8_t *)s, n) > (size_t)r->c->w->cfg->max_text_chars) {
-        *why = "text is too long";
-        return "too_long";
-    }
-    *text = s;
-    return NULL;
-}
-
-static bool read_id(struct chat_req *r)
-{
-    json_t *id = json_object_get(r->root, "id");
-    if (!json_is_integer(id) || json_integer_value(id) <= 0) return false;
-    r->id = json_integer_value(id);
-    return true;
 }
 
 static void process(struct chat_req *r, struct chat_session *s)
 {
     struct worker *w = r->c->w;
-    const char *text = NULL, *why = NULL, *code = NULL;
-    if (r->bad_ref) {
-        req_error(r, "bad_request", "ref must be a string of 1..64 characters");
+    const char *text = NULL;
+    struct chat_error err;
+    if (chat_frame_validate(&r->frame, s->role, w->cfg->max_text_chars, &text, &r->id, &err) < 0) {
+        req_error(r, err.code, err.message);
         req_free(r);
         return;
     }
-    if ((r->op == OP_EDIT || r->op == OP_DELETE) && !read_id(r)) {
-        req_error(r, "bad_request", "id must be a positive integer");
-        req_free(r);
-        return;
-    }
-    if (r->op != OP_DELETE && !json_is_string(json_object_get(r->root, "text"))) {
-        req_error(r, "bad_request", "text must be a string");
-        req_free(r);
-        return;
-    }
-    if (s->role == JWT_ROLE_VIEWER) {
-        req_error(r, "forbidden", "viewers cannot write");
-        req_free(r);
-        return;
-    }
-    if (r->op != OP_DELETE && (code = check_text(r, &text, &why)) != NULL) {
-        req_error(r, code, why);
-        req_free(r);
-        return;
-    }
-    const char *ref = r->has_ref ? r->ref : NULL;
+    const char *ref = req_ref(r);
     int rc;
-    switch (r->op) {
-    case OP_MESSAGE:
+    switch (r->frame.op) {
+    case CHAT_OP_MESSAGE:
         rc = store_post(w->store, r->room, s->user_id, s->user_name, text, ref, on_stored, r);
         break;
-    case OP_EDIT:
+    case CHAT_OP_EDIT:
         rc = store_edit(w->store, r->room, r->id, s->user_id, text, w->cfg->edit_window_s, ref,
                         on_stored, r);
         break;
@@ -240,7 +190,7 @@ static void on_rate(void *arg, bool unavailable, bool allowed, int64_t retry_aft
         return;
     }
     if (!allowed) {
-        send_error(r->c, r->has_ref ? r->ref : NULL, "rate_limited", "slow down", retry_after_ms);
+        send_error(r->c, req_ref(r), "rate_limited", "slow down", retry_after_ms);
         req_free(r);
         return;
     }
@@ -267,77 +217,32 @@ static void typing(struct conn *c, struct chat_session *s)
     if (n > 0) hub_publish_typing(c->w->hub, s->room_name, s->conn_id, buf, (size_t)n);
 }
 
-/* A ref is echoed in the reply only when it is well formed. */
-static bool read_ref(json_t *root, char *out, size_t cap, bool *bad)
-{
-    json_t *ref = json_object_get(root, "ref");
-    *bad = false;
-    if (!ref) return false;
-    if (!json_is_string(ref)) {
-        *bad = true;
-        return false;
-    }
-    const char *v = json_string_value(ref);
-    size_t n = json_string_length(ref);
-    size_t cps = utf8_count_codepoints((const uint8_t *)v, n);
-    if (cps < 1 || cps > REF_MAX_CHARS || n >= cap || memchr(v, '\0', n)) {
-        *bad = true;
-        return false;
-    }
-    memcpy(out, v, n + 1);
-    return true;
-}
-
 void chat_request_handle(struct conn *c, struct chat_session *s, const char *data, size_t len)
 {
-    json_error_t jerr;
-    json_t *root = json_loadb(data, len, 0, &jerr);
-    if (!root || !json_is_object(root)) {
-        json_decref(root);
-        send_error(c, NULL, "bad_request", "frame is not a JSON object", -1);
-        return;
-    }
-    json_t *type = json_object_get(root, "type");
-    if (!json_is_string(type)) {
+    struct chat_frame f;
+    struct chat_error err;
+    if (chat_frame_parse(data, len, &f, &err) < 0) {
         /* A well-formed ref is echoed even here: the client can only tell
          * which of its requests this answers by the ref. */
-        char ref[4 * REF_MAX_CHARS + 1];
-        bool bad;
-        bool has = read_ref(root, ref, sizeof ref, &bad);
-        send_error(c, has ? ref : NULL, "bad_request", "type must be a string", -1);
-        json_decref(root);
+        send_error(c, f.has_ref ? f.ref : NULL, err.code, err.message, -1);
+        chat_frame_clear(&f);
         return;
     }
-    const char *t = json_string_value(type);
-    if (strcmp(t, "typing") == 0) {
+    if (f.op == CHAT_OP_TYPING) {
         typing(c, s);
-        json_decref(root);
-        return;
-    }
-    enum op op;
-    if (strcmp(t, "message") == 0) op = OP_MESSAGE;
-    else if (strcmp(t, "edit") == 0) op = OP_EDIT;
-    else if (strcmp(t, "delete") == 0) op = OP_DELETE;
-    else {
-        char ref[4 * REF_MAX_CHARS + 1];
-        bool bad;
-        bool has = read_ref(root, ref, sizeof ref, &bad);
-        send_error(c, has ? ref : NULL, "unknown_type", "unknown type", -1);
-        json_decref(root);
+        chat_frame_clear(&f);
         return;
     }
     struct chat_req *r = calloc(1, sizeof *r);
     if (!r) {
-        send_error(c, NULL, "unavailable", "out of memory", -1);
-        json_decref(root);
+        send_error(c, f.has_ref ? f.ref : NULL, "unavailable", "out of memory", -1);
+        chat_frame_clear(&f);
         return;
     }
     r->c = c;
     conn_ref(c);
-    r->root = root;
-    r->op = op;
+    r->frame = f;
     memcpy(r->room, s->room_name, sizeof r->room);
-    r->has_ref = read_ref(root, r->ref, sizeof r->ref, &r->bad_ref);
     /* The rate is checked before anything else: an over-rate request is
      * told so whatever else is wrong with it. */
     if (ratelimit_take(c->w, s->user_id, on_rate, r) < 0) {

@@ -38,6 +38,7 @@ struct conn {
     bool close_after_flush;    /* close once the output has been written */
     bool busy;                 /* HTTP: a request is being answered asynchronously */
     bool keep_alive;           /* HTTP: the request being answered allows another */
+    bool head_only;            /* HTTP: answering a HEAD request: headers, no body */
     uint16_t refs;
     int8_t cors_origin;        /* HTTP: CONN_CORS_* or an index into allowed_origins */
     int64_t head_started_ms;   /* HTTP: when the unfinished head began, 0 when idle */

@@ -73,15 +73,9 @@ void http_reply(struct conn *c, int status, const char *content_type, const char
 {
     if (c->closed) return;
     bool keep = write_head(c, status, content_type, len, extra_headers);
-    if (len) evbuffer_add(bufferevent_get_output(c->bev), body, len);
+    /* A HEAD answer says how long the body would be, and sends none. */
+    if (len && !c->head_only) evbuffer_add(bufferevent_get_output(c->bev), body, len);
     if (!keep) conn_close_after_flush(c);
-}
-
-void http_reply_head_only(struct conn *c, int status, const char *content_type, size_t len,
-                          const char *extra_headers)
-{
-    if (c->closed) return;
-    if (!write_head(c, status, content_type, len, extra_headers)) conn_close_after_flush(c);
 }
 
 void http_reply_error(struct conn *c, int status, const char *code, const char *message)
@@ -158,6 +152,7 @@ static bool handle_request(struct conn *c, const struct http_head *h, size_t hea
     struct evbuffer *in = bufferevent_get_input(c->bev);
     struct http_req req = {.c = c, .head = h, .has_body = has_body(h)};
     c->keep_alive = wants_keep_alive(h) && !req.has_body;
+    c->head_only = http_str_eq(h->method, "HEAD");
     set_cors_origin(c, h);
     c->head_started_ms = 0;
     http_routes_dispatch(&req);

@@ -39,10 +39,6 @@ struct http_req {
 void http_reply(struct conn *c, int status, const char *content_type, const char *body,
                 size_t len, const char *extra_headers);
 
-/* The answer to a HEAD request: the headers GET would send, no body. */
-void http_reply_head_only(struct conn *c, int status, const char *content_type, size_t len,
-                          const char *extra_headers);
-
 /* {"error":{"code":...,"message":...}} with the status. */
 void http_reply_error(struct conn *c, int status, const char *code, const char *message);
 void http_reply_error_with(struct conn *c, int status, const char *code, const char *message,

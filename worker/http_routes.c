@@ -54,14 +54,14 @@ void http_routes_dispatch(struct http_req *req)
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         const struct route *r = &routes[i];
         if (!http_str_eq(h->path, r->path)) continue;
-        if (is_get) {
+        if (is_get || (is_head && r->get != ws_conn_upgrade)) {
             r->get(req);
         } else if (r->api && http_str_eq(h->method, "OPTIONS")) {
             preflight(req);
         } else {
             req->c->keep_alive = req->c->keep_alive && !req->has_body;
             char allow[64];
-            snprintf(allow, sizeof allow, "Allow: GET%s\r\n", r->api ? ", OPTIONS" : "");
+            snprintf(allow, sizeof allow, "Allow: GET, HEAD%s\r\n", r->api ? ", OPTIONS" : "");
             http_reply_error_with(req->c, 405, "method_not_allowed", "method not allowed", allow);
         }
         return;

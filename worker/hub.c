@@ -24,6 +24,14 @@
  * missing seq rather than stall the room (it is logged; it would mean
  * a change is missing from room_events). */
 #define REPAIR_MAX_TRIES 5
+/* A lost PUBLISH of a room's latest change leaves no later change to
+ * reveal the gap, and the room could wait for ever. So this often the
+ * rooms with local members compare their position with PostgreSQL's (one
+ * query for all of them), and a room still behind what the previous sweep
+ * saw reads what it missed: waiting one sweep leaves alone the changes
+ * whose PUBLISH is merely on its way. Such a change arrives within two
+ * sweeps. */
+#define HUB_SWEEP_MS 1000
 
 struct buffered {
     struct buffered *next;
@@ -42,6 +50,7 @@ struct hub_room {
     bool querying;         /* a position or repair read is in flight */
     uint8_t repair_tries;
     int64_t next_seq;      /* next change to deliver; 0 = position unknown */
+    int64_t sweep_seq;     /* PostgreSQL's seq at the last sweep if ahead of us, else 0 */
     struct buffered *buffered; /* changes ahead of next_seq, ascending */
     uint32_t nbuffered;
     struct event *gap_ev;
@@ -53,9 +62,16 @@ struct hub_room {
  * leaving and coming back (a page reload) cost no SUBSCRIBE round trip. */
 #define ROOM_IDLE_MS 10000
 
+/* A sweep in flight; hub_free detaches it, so its answer finds no hub. */
+struct sweep_call {
+    struct hub *hub;
+};
+
 struct hub {
     struct worker *w;
     struct hub_room *buckets[HUB_BUCKETS];
+    struct event *sweep_ev;
+    struct sweep_call *sweep;
     bool control_subscribed;
     hub_control_fn control_fn;
     uint64_t publishes;
@@ -314,6 +330,64 @@ static void read_position(struct hub_room *r)
         return;
     }
     r->querying = true;
+}
+
+static void on_sweep(void *arg, PGresult *const *res, int n, const char *err)
+{
+    (void)err;
+    struct sweep_call *sc = arg;
+    struct hub *h = sc->hub;
+    free(sc);
+    if (!h) return;
+    h->sweep = NULL;
+    if (!res || n != 1 || !res[0] || PQresultStatus(res[0]) != PGRES_TUPLES_OK) return;
+    PGresult *pr = res[0];
+    for (int i = 0; i < PQntuples(pr); i++) {
+        struct hub_room *r = find_room(h, PQgetvalue(pr, i, 0));
+        if (!r || r->next_seq == 0) continue;
+        int64_t seq = strtoll(PQgetvalue(pr, i, 1), NULL, 10);
+        if (r->sweep_seq >= r->next_seq) start_repair(r);
+        r->sweep_seq = seq >= r->next_seq ? seq : 0;
+    }
+}
+
+static void on_sweep_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct hub *h = arg;
+    if (h->sweep) return; /* the previous one has not answered yet */
+    /* A text[] literal of the room names; they need no escaping
+     * ([A-Za-z0-9_.-]), quoting keeps a room named NULL a name. */
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) return;
+    buf[len++] = '{';
+    int n = 0;
+    for (int i = 0; i < HUB_BUCKETS; i++) {
+        for (struct hub_room *r = h->buckets[i]; r; r = r->hnext) {
+            if (r->nmembers == 0 || !r->subscribed || r->next_seq == 0 || r->querying) continue;
+            if (len + ROOM_NAME_MAX + 8 > cap) {
+                char *nb = realloc(buf, cap * 2);
+                if (!nb) {
+                    free(buf);
+                    return;
+                }
+                buf = nb;
+                cap *= 2;
+            }
+            len += (size_t)snprintf(buf + len, cap - len, "%s\"%s\"", n++ ? "," : "", r->name);
+        }
+    }
+    buf[len++] = '}';
+    buf[len] = '\0';
+    struct sweep_call *sc = n ? malloc(sizeof *sc) : NULL;
+    if (sc) {
+        sc->hub = h;
+        if (store_room_seqs(h->w->store, buf, on_sweep, sc) == 0) h->sweep = sc;
+        else free(sc);
+    }
+    free(buf);
 }
 
 static void on_gap_timer(evutil_socket_t fd, short what, void *arg)
@@ -626,8 +700,16 @@ struct hub *hub_new(struct worker *w)
     if (!h) return NULL;
     h->w = w;
     snprintf(h->control_channel, sizeof h->control_channel, "%scontrol", w->cfg->redis_prefix);
+    h->sweep_ev = event_new(w->base, -1, EV_PERSIST, on_sweep_timer, h);
+    struct timeval every = {HUB_SWEEP_MS / 1000, (HUB_SWEEP_MS % 1000) * 1000};
+    if (!h->sweep_ev || event_add(h->sweep_ev, &every) < 0) {
+        if (h->sweep_ev) event_free(h->sweep_ev);
+        free(h);
+        return NULL;
+    }
     w->redis_sub = redis_link_new(w->base, w->cfg->redis_url, "subscribe", on_sub_link, h);
     if (!w->redis_sub) {
+        event_free(h->sweep_ev);
         free(h);
         return NULL;
     }
@@ -637,6 +719,8 @@ struct hub *hub_new(struct worker *w)
 void hub_free(struct hub *h)
 {
     if (!h) return;
+    if (h->sweep) h->sweep->hub = NULL;
+    event_free(h->sweep_ev);
     for (int i = 0; i < HUB_BUCKETS; i++) {
         while (h->buckets[i]) {
             struct hub_room *r = h->buckets[i];

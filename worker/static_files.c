@@ -142,13 +142,7 @@ bool static_files_serve(struct http_req *req)
         char headers[160];
         snprintf(headers, sizeof headers,
                  "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n");
-        bool head_only = http_str_eq(req->head->method, "HEAD");
-        if (head_only) {
-            /* Same headers as GET, Content-Length included, no body. */
-            http_reply_head_only(req->c, 200, f->type, f->len, headers);
-        } else {
-            http_reply(req->c, 200, f->type, f->data, f->len, headers);
-        }
+        http_reply(req->c, 200, f->type, f->data, f->len, headers);
         return true;
     }
     return false;

@@ -201,7 +201,7 @@ test('HTTP: keep-alive, pipelining, error bodies, head limits', async (t) => {
             const r = await httpGet(srv.port, '/healthz', { method });
             assert.equal(r.status, 405, method);
             assert.ok(r.headers.allow, 'an Allow header');
-            assert.deepEqual(r.headers.allow.split(/\s*,\s*/), ['GET']);
+            assert.deepEqual(r.headers.allow.split(/\s*,\s*/), ['GET', 'HEAD']);
             assertErrorBody(r.body, 'method_not_allowed');
         }
         const withBody = await httpGet(srv.port, '/healthz', { method: 'POST', body: '{"a":1}',
@@ -209,6 +209,21 @@ test('HTTP: keep-alive, pipelining, error bodies, head limits', async (t) => {
         assert.equal(withBody.status, 405);
         assertErrorBody(withBody.body, 'method_not_allowed');
         await assertHealthy(srv.port);
+    });
+
+    await t.test('HEAD: the headers GET would send, never a body', async () => {
+        // Two HEADs and a GET pipelined on one connection: a body after a
+        // HEAD answer would be misread as the start of the next answer.
+        const raw = (await rawRequest(srv.port,
+            'HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n' +
+            'HEAD /nope HTTP/1.1\r\nHost: x\r\n\r\n' +
+            'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')).toString('latin1');
+        const heads = raw.split('\r\n\r\n');
+        assert.match(heads[0], /^HTTP\/1\.1 200 /);
+        assert.match(heads[0], /content-length: 15/i);
+        assert.match(heads[1], /^HTTP\/1\.1 404 /, 'the 404 head follows the first head directly');
+        assert.match(heads[2], /^HTTP\/1\.1 200 /, 'the GET answer follows the 404 head directly');
+        assert.equal(heads[3], '{"status":"ok"}');
     });
 
     await t.test('garbage head: 400 JSON, connection closed', async () => {

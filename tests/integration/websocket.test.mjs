@@ -513,6 +513,16 @@ test('websocket endpoint', async (t) => {
         for (const [what, bytes, code] of cases) await expectCloseCode(srv, room, bytes, code, what);
     });
 
+    await t.test('impossible lengths are refused from the header alone', async () => {
+        const room = uniq();
+        const head64 = (hi) => Buffer.from([0x81, 0xff, hi, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4]);
+        // No payload follows: the answer must not wait for it.
+        await expectCloseCode(srv, room, head64(0x80), 1002, '64-bit length with the top bit set');
+        await expectCloseCode(srv, room, head64(0x01), 1009, 'a 2^56-byte frame');
+        await expectCloseCode(srv, room, Buffer.from([0x81, 0xfe, 0xff, 0xff, 1, 2, 3, 4]), 1009,
+            'a 65535-byte frame over max_frame_bytes');
+    });
+
     await t.test('frame size: exactly max_frame_bytes is accepted, one more gets 1009', async () => {
         const room = uniq();
         const sized = (n, ref) => {

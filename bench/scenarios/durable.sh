@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# durable: many small rooms, many senders: BENCH_DURABLE_ROOMS (500) rooms
+# x BENCH_DURABLE_MEMBERS (2), every connection sending, the per-sender
+# rate stepping through BENCH_DURABLE_RATES. Each message is a commit in
+# PostgreSQL (synchronous_commit as configured: on by default); a step
+# holds while acks stay >= BENCH_MIN_RATIO with p99 ack latency <=
+# BENCH_P99_MS.
+# Figures: acked messages per second at the highest rate that held, and
+# the most acked per second seen in any step.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+bench_init durable
+
+rooms=${BENCH_DURABLE_ROOMS:-500}
+members=${BENCH_DURABLE_MEMBERS:-2}
+rates=${BENCH_DURABLE_RATES:-1 2 4 8 16}
+conns=$((rooms * members))
+
+bench_server_start "${BENCH_WORKERS:-1}"
+bench_step_up ack durable "$rates" --conns "$conns" --rooms "$rooms" --senders "$conns" \
+    --procs "$(bench_procs "$conns")"
+peak=$(cat "$BENCH_OUT/durable.jsonl" | while read -r j; do jget "$j" acked_per_s; done | sort -g | tail -n 1)
+if [[ -n $BEST_RATE ]]; then
+    bench_result "$(jget "$BEST_JSON" acked_per_s) acked/s held ($rooms rooms x $members, all sending $BEST_RATE/s; ack p50 $(jget "$BEST_JSON" ack_ms.p50) p99 $(jget "$BEST_JSON" ack_ms.p99) ms); peak $peak acked/s; synchronous_commit=$BENCH_SYNC_COMMIT; server CPU $(jget "$BEST_JSON" server.cpu_util), services CPU $(jget "$BEST_JSON" services.cpu_util)${FAIL_RATE:+; at $FAIL_RATE/s: $(bench_brief "$FAIL_JSON")}"
+else
+    bench_result "no rate held; peak $peak acked/s; at ${FAIL_RATE:-?}/s: $(bench_brief "$FAIL_JSON")"
+fi

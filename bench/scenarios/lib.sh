@@ -1,0 +1,284 @@
+# Sourced by bench/scenarios/*.sh and scripts/bench.sh; not run directly.
+#
+# bench_setup (once per `make bench`, exported to the scenarios):
+#   private Redis and PostgreSQL (scripts/services.sh), a fresh database
+#   chat_bench (dropped and migrated again on every run, so runs compare),
+#   Redis keys under bench: (cleared), a random JWT secret, Redis and
+#   PostgreSQL pinned to BENCH_SERVER_CPUS (their affinity is put back on
+#   exit).
+# bench_server_start N: chatd with N workers pinned to BENCH_SERVER_CPUS,
+#   rate limit raised out of the way; bench_server_stop.
+# bench_run LABEL ARGS...: chat-bench pinned to BENCH_CLIENT_CPUS; the
+#   JSON line lands in $BENCH_OUT/<scenario>.jsonl and in $BENCH_JSON.
+#
+# Knobs (environment):
+#   BENCH_DURATION (10) measured window per run, s   BENCH_WARMUP (2)
+#   BENCH_P99_MS (50)   latency limit of a passing step
+#   BENCH_MIN_RATIO (0.999) delivery (or ack) ratio of a passing step
+#   BENCH_PORT (18765)  BENCH_SERVER_CPUS (0)  BENCH_CLIENT_CPUS (1)
+#   BENCH_PIN_SERVICES (1) pin Redis and PostgreSQL with chatd
+#   BENCH_OUT           results directory (.run/bench/<date>)
+# and per scenario, see each file.
+
+BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
+BENCH_BIN=$BENCH_ROOT/bin
+: "${BENCH_DURATION:=10}"
+: "${BENCH_WARMUP:=2}"
+: "${BENCH_DRAIN:=2}"
+: "${BENCH_P99_MS:=50}"
+: "${BENCH_MIN_RATIO:=0.999}"
+: "${BENCH_PORT:=18765}"
+: "${BENCH_SERVER_CPUS:=0}"
+: "${BENCH_CLIENT_CPUS:=1}"
+: "${BENCH_PIN_SERVICES:=1}"
+: "${BENCH_REDIS_PREFIX:=bench:}"
+: "${BENCH_DB:=chat_bench}"
+
+bench_say() { printf 'bench: %s\n' "$*" >&2; }
+bench_die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+
+# Runs "$@" pinned to the CPU list $1 when the machine has those CPUs.
+bench_pinned() {
+    local cpus=$1
+    shift
+    if [[ $BENCH_PIN_OK == 1 ]]; then
+        taskset -c "$cpus" "$@"
+    else
+        "$@"
+    fi
+}
+
+# jget JSON KEY.PATH -> the value (null when absent).
+jget() {
+    if command -v jq >/dev/null 2>&1; then
+        jq -r ".$2 // \"null\"" <<<"$1"
+    else
+        node -e '
+            let v = JSON.parse(process.argv[1]);
+            for (const k of process.argv[2].split(".")) v = v == null ? null : v[k];
+            console.log(v == null ? "null" : v);' "$1" "$2"
+    fi
+}
+
+# fcmp A OP B: floating-point comparison (null compares false).
+fcmp() {
+    [[ $1 != null && $3 != null ]] && awk -v a="$1" -v b="$3" "BEGIN { exit !(a $2 b) }"
+}
+
+bench_restore_affinity() {
+    local line pid mask
+    [[ -n ${BENCH_AFFINITY_SAVED:-} && -f $BENCH_AFFINITY_SAVED ]] || return 0
+    while read -r pid mask; do
+        taskset -p "$mask" "$pid" >/dev/null 2>&1 || true
+    done <"$BENCH_AFFINITY_SAVED"
+    rm -f "$BENCH_AFFINITY_SAVED"
+}
+
+# Pins pid and its descendants (PostgreSQL forks a backend per
+# connection; new ones inherit the postmaster's affinity).
+bench_pin_tree() {
+    local pid=$1 kid mask
+    mask=$(taskset -p "$pid" 2>/dev/null | sed -n 's/.*: //p') || return 0
+    [[ -n $mask ]] || return 0
+    echo "$pid $mask" >>"$BENCH_AFFINITY_SAVED"
+    taskset -a -cp "$BENCH_SERVER_CPUS" "$pid" >/dev/null 2>&1 || true
+    for kid in $(pgrep -P "$pid" 2>/dev/null); do
+        bench_pin_tree "$kid"
+    done
+}
+
+bench_cleanup() {
+    local rc=$?
+    bench_server_stop
+    if [[ ${BENCH_SETUP_OWNER:-} == $$ ]]; then
+        bench_restore_affinity
+    fi
+    return $rc
+}
+
+# Every scenario starts with this: the set-up when not done yet by
+# scripts/bench.sh, and the clean-up of whatever the script starts.
+bench_init() {
+    BENCH_SCENARIO=$1
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+    bench_setup
+}
+
+bench_setup() {
+    if [[ -n ${BENCH_SETUP_DONE:-} ]]; then
+        return 0
+    fi
+    cd "$BENCH_ROOT"
+    [[ -x $BENCH_BIN/chatd && -x $BENCH_BIN/chat-bench && -x $BENCH_BIN/chatctl ]] ||
+        bench_die "build first: make all bin/chat-bench"
+    scripts/services.sh start >&2
+    eval "$(scripts/services.sh env)"
+    export CHATD_REDIS_URL CHATD_PG_PORT CHATD_REDIS_PORT
+    # A fresh database per run: every run starts from empty tables.
+    psql -X -q -h 127.0.0.1 -p "$CHATD_PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 \
+        -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" \
+        -c "CREATE DATABASE $BENCH_DB OWNER chat" >/dev/null ||
+        bench_die "could not create database $BENCH_DB"
+    export BENCH_PG_DSN="postgresql://chat@127.0.0.1:$CHATD_PG_PORT/$BENCH_DB"
+    CHAT_PG_DSN=$BENCH_PG_DSN CHAT_JWT_SECRET=x "$BENCH_BIN/chatctl" migrate >&2 ||
+        bench_die "migrate failed"
+    redis-cli -h 127.0.0.1 -p "$CHATD_REDIS_PORT" --scan --pattern "${BENCH_REDIS_PREFIX}*" |
+        xargs -r -n 500 redis-cli -h 127.0.0.1 -p "$CHATD_REDIS_PORT" DEL >/dev/null
+    export BENCH_SECRET=$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')
+    export BENCH_SYNC_COMMIT=$(psql -X -At "$BENCH_PG_DSN" -c 'SHOW synchronous_commit' 2>/dev/null || echo '?')
+    : "${BENCH_OUT:=$BENCH_ROOT/.run/bench/$(date +%Y%m%d-%H%M%S)}"
+    mkdir -p "$BENCH_OUT"
+    export BENCH_OUT
+
+    BENCH_PIN_OK=0
+    if command -v taskset >/dev/null 2>&1 && (($(nproc) >= 2)); then
+        BENCH_PIN_OK=1
+    else
+        bench_say "fewer than 2 CPUs or no taskset: nothing is pinned, figures are rough"
+    fi
+    export BENCH_PIN_OK
+    export BENCH_REDIS_PID=$(cat "$BENCH_ROOT/.run/redis/redis.pid" 2>/dev/null || true)
+    local pgdata
+    pgdata=$(scripts/services.sh env | sed -n 's/^export CHATD_PG_DATA=//p')
+    export BENCH_PG_PID=$(head -n 1 "$pgdata/postmaster.pid" 2>/dev/null || true)
+    BENCH_SETUP_OWNER=$$
+    if [[ $BENCH_PIN_OK == 1 && $BENCH_PIN_SERVICES == 1 ]]; then
+        BENCH_AFFINITY_SAVED=$(mktemp)
+        [[ -n $BENCH_REDIS_PID ]] && bench_pin_tree "$BENCH_REDIS_PID"
+        [[ -n $BENCH_PG_PID ]] && bench_pin_tree "$BENCH_PG_PID"
+        bench_say "Redis (pid $BENCH_REDIS_PID) and PostgreSQL (pid $BENCH_PG_PID) pinned to CPU $BENCH_SERVER_CPUS until the end"
+    fi
+    export BENCH_SETUP_DONE=1
+    bench_say "results in $BENCH_OUT; PostgreSQL synchronous_commit=$BENCH_SYNC_COMMIT"
+}
+
+SERVER_PID=
+# bench_server_start WORKERS [NAME=VALUE ...]: chatd for one scenario.
+bench_server_start() {
+    local workers=$1 i
+    shift
+    bench_server_stop
+    local log=$BENCH_OUT/chatd-${BENCH_SCENARIO:-x}.log
+    # chatd listens with SO_REUSEPORT: a second server on a busy port would
+    # silently share the connections with the first.
+    if timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$BENCH_PORT" 2>/dev/null; then
+        bench_die "127.0.0.1:$BENCH_PORT is in use; set BENCH_PORT"
+    fi
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    # The default rate limit (5/s, burst 10 per user) would throttle
+    # benchmark users: raise it out of the way.
+    env CHAT_JWT_SECRET="$BENCH_SECRET" CHAT_BIND=127.0.0.1 CHAT_PORT="$BENCH_PORT" \
+        CHAT_WORKERS="$workers" CHAT_REDIS_URL="$CHATD_REDIS_URL" CHAT_PG_DSN="$BENCH_PG_DSN" \
+        CHAT_REDIS_PREFIX="$BENCH_REDIS_PREFIX" CHAT_RATE_PER_SEC=1000000 CHAT_RATE_BURST=1000000 \
+        CHAT_MAX_CONNS_PER_IP=0 CHAT_LOG_LEVEL=warn CHAT_DRAIN_TIMEOUT_S=3 \
+        CHAT_STATIC_DIR="$BENCH_ROOT/web" "$@" \
+        setsid bash -c 'if [[ $1 == 1 ]]; then exec taskset -c "$2" "$3"; else exec "$3"; fi' _ \
+        "$BENCH_PIN_OK" "$BENCH_SERVER_CPUS" "$BENCH_BIN/chatd" >>"$log" 2>&1 &
+    SERVER_PID=$!
+    for ((i = 0; i < 100; i++)); do
+        if curl -fsS -m 1 "http://127.0.0.1:$BENCH_PORT/readyz" >/dev/null 2>&1; then
+            bench_say "chatd up (pid $SERVER_PID, $workers workers, port $BENCH_PORT, CPU $BENCH_SERVER_CPUS)"
+            return 0
+        fi
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    tail -n 20 "$log" >&2
+    bench_die "chatd did not become ready (log: $log)"
+}
+
+bench_server_stop() {
+    local i
+    [[ -n $SERVER_PID ]] || return 0
+    if kill -TERM "$SERVER_PID" 2>/dev/null; then
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+}
+
+BENCH_JSON=
+# bench_run LABEL CHAT-BENCH-ARGS...
+bench_run() {
+    local label=$1 out svc=()
+    shift
+    [[ -n $BENCH_REDIS_PID ]] && svc+=(--service-pid "$BENCH_REDIS_PID")
+    [[ -n $BENCH_PG_PID ]] && svc+=(--service-pid "$BENCH_PG_PID")
+    out=$(mktemp)
+    if ! bench_pinned "$BENCH_CLIENT_CPUS" "$BENCH_BIN/chat-bench" \
+            --url "ws://127.0.0.1:$BENCH_PORT" --secret "$BENCH_SECRET" \
+            --server-pid "$SERVER_PID" "${svc[@]}" --label "$label" \
+            --duration "$BENCH_DURATION" --warmup "$BENCH_WARMUP" --drain "$BENCH_DRAIN" \
+            "$@" >"$out"; then
+        cat "$out" >&2
+        rm -f "$out"
+        bench_die "chat-bench failed ($label)"
+    fi
+    grep -v '^{' "$out" >&2 || true
+    BENCH_JSON=$(grep '^{' "$out" | tail -n 1)
+    rm -f "$out"
+    printf '%s\n' "$BENCH_JSON" >>"$BENCH_OUT/${BENCH_SCENARIO:-x}.jsonl"
+    # Let the server settle (the leave storm of the closed connections).
+    sleep 1
+}
+
+# Client processes for C connections: each holds at most 15000 (ulimit -n
+# is often 20000).
+bench_procs() { echo $((($1 + 14999) / 15000)); }
+
+# bench_result TEXT: the scenario's figure, printed and collected.
+bench_result() {
+    printf 'RESULT %-9s %s\n' "${BENCH_SCENARIO:-?}" "$*"
+    printf '%-9s %s\n' "${BENCH_SCENARIO:-?}" "$*" >>"$BENCH_OUT/summary.txt"
+}
+
+# bench_step_ok [ack]: the last run held (ratio >= BENCH_MIN_RATIO, p99 <=
+# BENCH_P99_MS, no failed or dropped connection). "ack" judges the ack
+# ratio and ack latency instead of deliveries.
+bench_step_ok() {
+    local j=$BENCH_JSON ratio p99
+    if [[ ${1:-} == ack ]]; then
+        ratio=$(jget "$j" ack_ratio)
+        p99=$(jget "$j" ack_ms.p99)
+    else
+        ratio=$(jget "$j" delivery_ratio)
+        p99=$(jget "$j" delivery_ms.p99)
+    fi
+    [[ $(jget "$j" connections_failed) == 0 && $(jget "$j" conns_dropped) == 0 ]] &&
+        fcmp "$ratio" '>=' "$BENCH_MIN_RATIO" && fcmp "$p99" '<=' "$BENCH_P99_MS"
+}
+
+# bench_step_up KIND PREFIX "RATES" CHAT-BENCH-ARGS...: runs at each
+# per-sender rate in turn (--rate R appended) until a step fails
+# (bench_step_ok KIND). Sets BEST_RATE/BEST_JSON (the last step that held,
+# empty if none) and FAIL_RATE/FAIL_JSON (the step that did not).
+bench_step_up() {
+    local kind=$1 prefix=$2 rates=$3 r
+    shift 3
+    BEST_RATE= BEST_JSON= FAIL_RATE= FAIL_JSON=
+    for r in $rates; do
+        bench_run "$prefix-r$r" "$@" --rate "$r"
+        if bench_step_ok "$kind"; then
+            BEST_RATE=$r BEST_JSON=$BENCH_JSON
+            bench_say "$prefix at $r/s per sender held"
+        else
+            FAIL_RATE=$r FAIL_JSON=$BENCH_JSON
+            bench_say "$prefix at $r/s per sender did not hold: $(bench_brief "$BENCH_JSON")"
+            break
+        fi
+    done
+}
+
+# One line of the figures that decide a step.
+bench_brief() {
+    local j=$1
+    printf 'delivered %s/s (ratio %s, p99 %s ms), acked %s/s (ratio %s, p99 %s ms), failed conns %s, dropped %s' \
+        "$(jget "$j" delivered_per_s)" "$(jget "$j" delivery_ratio)" "$(jget "$j" delivery_ms.p99)" \
+        "$(jget "$j" acked_per_s)" "$(jget "$j" ack_ratio)" "$(jget "$j" ack_ms.p99)" \
+        "$(jget "$j" connections_failed)" "$(jget "$j" conns_dropped)"
+}

@@ -584,6 +584,7 @@ function addNotice(text) {
 function send() {
     const text = ui.text.value;
     if (!text.trim() || !S?.session || !canWrite()) return;
+    S.session.cancelTyping();
     const ref = S.session.request({ type: 'message', text });
     const el = h('li', { class: 'msg own pending' });
     el.dataset.sort = 'Infinity';
@@ -767,7 +768,9 @@ ui.text.addEventListener('keydown', (ev) => {
 
 ui.text.addEventListener('input', () => {
     autosize();
-    if (ui.text.value.trim() && S?.session && canWrite()) S.session.typing();
+    if (!S?.session || !canWrite()) return;
+    if (ui.text.value.trim()) S.session.typing();
+    else S.session.cancelTyping();
 });
 
 ui.older.addEventListener('click', loadOlder);

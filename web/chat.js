@@ -14,7 +14,7 @@ const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 30000;
 const STABLE_MS = 10000;       // a connection up this long resets the backoff
 const MAX_TRIES = 8;           // resends after rate_limited / unavailable
-const TYPING_EVERY_MS = 1000;
+const TYPING_EVERY_MS = 1100;  // the server drops more than one a second
 const REPLY_TIMEOUT_MS = 15000; // no ack or error by then: the link is broken
 
 /** GET a JSON endpoint with the token: {status, ok, json} (status 0: network error). */
@@ -68,6 +68,7 @@ export class ChatSession {
         this.refPrefix = randomId();
         this.refCount = 0;
         this.lastTypingAt = 0;
+        this.typingTimer = null;
         this.onOnline = () => { if (this.timer) this.connect(); };
         window.addEventListener('online', this.onOnline);
     }
@@ -106,6 +107,7 @@ export class ChatSession {
         this.stopped = true;
         clearTimeout(this.timer);
         clearTimeout(this.replyTimer);
+        clearTimeout(this.typingTimer);
         for (const item of this.outbox.values()) clearTimeout(item.timer);
         window.removeEventListener('online', this.onOnline);
         const ws = this.ws;
@@ -267,11 +269,33 @@ export class ChatSession {
         this.pump();
     }
 
-    /** Sends a typing indicator, at most once a second. */
+    /**
+     * Says the user is typing: at once if the last one went out over a
+     * second ago, else once that second is over (so a short burst of keys
+     * still shows), unless cancelTyping() comes first.
+     */
     typing() {
-        const now = Date.now();
-        if (!this.isOpen || now - this.lastTypingAt < TYPING_EVERY_MS) return;
-        this.lastTypingAt = now;
+        if (!this.isOpen || this.typingTimer) return;
+        const wait = this.lastTypingAt + TYPING_EVERY_MS - Date.now();
+        if (wait <= 0) {
+            this.sendTyping();
+            return;
+        }
+        this.typingTimer = setTimeout(() => {
+            this.typingTimer = null;
+            this.sendTyping();
+        }, wait);
+    }
+
+    /** The text was sent or cleared: no pending typing indicator. */
+    cancelTyping() {
+        clearTimeout(this.typingTimer);
+        this.typingTimer = null;
+    }
+
+    sendTyping() {
+        if (!this.isOpen) return;
+        this.lastTypingAt = Date.now();
         this.ws.send('{"type":"typing"}');
     }
 }

@@ -267,9 +267,19 @@ void chat_session_deliver(struct chat_session *s, int64_t seq, struct ws_shared 
 {
     switch (s->state) {
     case CHAT_LIVE:
+        /* The client has every change up to replay_upto already: the
+         * welcome's last_seq, or what a replay read from PostgreSQL, which
+         * may be ahead of what the hub has delivered so far. */
+        if (seq > 0 && seq <= s->replay_upto) return;
         if (optional && ws_conn_congested(s->c)) return;
         ws_conn_send_shared(s->c, frame);
         return;
+    case CHAT_WAITING:
+        /* Changes before the welcome are covered by its last_seq; but a
+         * join or leave racing the welcome's online list must not be lost
+         * (sent twice is harmless: clients keep a set). */
+        if (seq > 0) return;
+        /* fall through */
     case CHAT_REPLAYING: {
         if (optional) return;
         if (s->queued >= CHAT_REPLAY_QUEUE_MAX) {

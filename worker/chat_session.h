@@ -47,7 +47,7 @@ struct chat_session {
     json_t *online;               /* the welcome's online list, once known; owned */
     bool online_known;
     int64_t since;
-    int64_t replay_upto;          /* during replay: live changes up to here are in it */
+    int64_t replay_upto;          /* the client has every change up to here */
     int64_t last_typing_ms;
     struct chat_queued *queue;    /* live events held during replay */
     struct chat_queued *queue_tail;

@@ -97,10 +97,15 @@ static struct redis_script apply_script = {
 
 /* ARGV: prefix, own instance, alive_ms, predecessor ('' none). Refreshes
  * our heartbeat, then reaps the predecessor and every instance whose
- * heartbeat expired: their users leave. Returns how many were reaped. */
+ * heartbeat expired: their users leave. An instance reaped for an expired
+ * heartbeat may only have been stalled (stopped, swapped out): it is
+ * marked, and finds the mark at its next heartbeat. Returns how many were
+ * reaped, and 1 if we were reaped ourselves (our records must be put
+ * back), else 0. */
 static struct redis_script reap_script = {
     .body = LUA_CHANGE
     "local p, me = ARGV[1], ARGV[2]\n"
+    "local restore = redis.call('DEL', p .. 'reaped:' .. me)\n"
     "redis.call('SET', p .. 'alive:' .. me, '1', 'PX', ARGV[3])\n"
     "redis.call('SADD', p .. 'instances', me)\n"
     "local reaped = 0\n"
@@ -115,10 +120,11 @@ static struct redis_script reap_script = {
     "    end\n"
     "    redis.call('DEL', ikey, p .. 'alive:' .. inst)\n"
     "    redis.call('SREM', p .. 'instances', inst)\n"
+    "    if inst ~= ARGV[4] then redis.call('SET', p .. 'reaped:' .. inst, '1', 'EX', 86400) end\n"
     "    reaped = reaped + 1\n"
     "  end\n"
     "end\n"
-    "return reaped\n",
+    "return {reaped, restore}\n",
 };
 
 /* ARGV: prefix, room ('' = every online user). Returns id, name, ... */
@@ -143,15 +149,24 @@ struct presence {
 };
 
 static void heartbeat(struct presence *p);
+static void reconcile(struct presence *p);
 
 static void on_reaped(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)ac;
     struct presence *p = privdata;
     redisReply *r = reply;
-    if (r && r->type == REDIS_REPLY_INTEGER) {
-        if (r->integer > 0) log_info("presence: reaped %lld dead instance(s)", r->integer);
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_INTEGER && r->element[1]->type == REDIS_REPLY_INTEGER) {
+        if (r->element[0]->integer > 0)
+            log_info("presence: reaped %lld dead instance(s)", r->element[0]->integer);
         p->predecessor[0] = '\0';
+        if (r->element[1]->integer) {
+            /* Our users were announced gone while still connected. */
+            log_warn("presence: this worker was reaped as dead (stalled past its heartbeat); "
+                     "restoring its connections");
+            reconcile(p);
+        }
     }
 }
 

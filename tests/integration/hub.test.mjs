@@ -429,6 +429,38 @@ test('kill -9 of a whole instance: the other clears its users within the presenc
     for (const o of [obs1, obs2, obs3]) assert.equal(o.readyState, 1, 'B kept its connections');
 });
 
+test('a stalled worker reaped as dead restores its users when it resumes', async (t) => {
+    const ttl = 3;
+    const [a, b] = await startPair(t, { CHAT_PRESENCE_TTL_S: ttl });
+    const room = roomName('stall');
+    const P = a.prefix;
+    const obs = await join(b, room, { sub: 'obs' });
+    const z = await join(a, room, { sub: 'z' }, { worker: 0 });
+    const pid = serverPidOf(a, z);
+    await obs.next((e) => e.type === 'join' && e.user.id === 'z', REPLY_MS);
+    // Stopped for longer than its heartbeat lives, it looks dead: the
+    // other instance's janitor reaps it (a leave, as for a crash).
+    process.kill(pid, 'SIGSTOP');
+    try {
+        await waitFor(async () => !(await smembers(`${P}online:${room}`)).includes('z'), ttl * 1000 + 7000, 100,
+            'the stopped worker is reaped');
+        await obs.next((e) => e.type === 'leave' && e.user.id === 'z', REPLY_MS);
+    } finally {
+        process.kill(pid, 'SIGCONT');
+    }
+    // It was not dead: z is still connected, so presence must come back.
+    await waitFor(async () => (await smembers(`${P}online:${room}`)).includes('z'), ttl * 1000 + 5000, 100,
+        'z is online again once its worker resumed');
+    assert.ok((await smembers(`${P}online`)).includes('z'));
+    assert.deepEqual(await obs.next((e) => e.type === 'join' && e.user.id === 'z', REPLY_MS),
+        { type: 'join', room, user: { id: 'z', name: 'z' } });
+    await barrier(z, [z, obs]);
+    assert.equal(z.readyState, 1);
+    await z.close();
+    await obs.next((e) => e.type === 'leave' && e.user.id === 'z', REPLY_MS);
+    await waitFor(async () => !(await smembers(`${P}online:${room}`)).includes('z'), 5000, 50, 'z gone after closing');
+});
+
 // -------------------------------------------------------------- catching up
 
 /** The room's messages as a client applying events in order sees them: id -> text. */

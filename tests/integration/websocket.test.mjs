@@ -852,3 +852,23 @@ test('graceful stop: every client gets 1001 and the master exits 0', async (t) =
     const exit = await srv.waitExit(20000);
     assert.equal(exit.code, 0, `master exit: ${JSON.stringify(exit)}`);
 });
+
+test('graceful stop: while draining, new upgrades and /readyz get 503', async (t) => {
+    const srv = await startChatd({ t, workers: 1 });
+    const tok = srv.token({ sub: uniq(), role: 'member' });
+    // A client that does not answer the close keeps the worker draining
+    // (for up to 5 s) while new requests are tried.
+    const raw = await RawWs.open(srv.port, `/api/chat?room=${uniq('drain')}`, { Authorization: `Bearer ${tok}` });
+    await raw.json('welcome');
+    srv.kill('SIGTERM');
+    const f = await raw.closeFrame(15000);
+    assert.equal(f.code, 1001);
+    const r = await expectHttpError(srv.wsUrl(`/api/chat?room=${uniq('drain')}`), { Authorization: `Bearer ${tok}` });
+    assert.equal(r.status, 503);
+    assert.equal(r.json?.error?.code, 'unavailable');
+    assert.equal((await httpGet(srv.port, '/readyz')).status, 503);
+    await raw.send(OP.CLOSE, closePayload(1001));
+    await raw.waitEnd(15000);
+    const exit = await srv.waitExit(20000);
+    assert.equal(exit.code, 0, `master exit: ${JSON.stringify(exit)}`);
+});

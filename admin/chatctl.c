@@ -248,8 +248,12 @@ static int cmd_token(const struct chat_config *cfg, int argc, char **argv)
     const char *sub = NULL, *name = NULL, *role = NULL, *rooms = NULL;
     long long ttl = 0;
     optind = 0;
+    /* getopt's own messages would make a second stderr line: the reason
+     * is ours to give, in one line. A leading ':' tells a missing value
+     * (':') from an unknown option ('?'). */
+    opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+:", opts, NULL)) != -1) {
         switch (c) {
         case 's': sub = optarg; break;
         case 'n': name = optarg; break;
@@ -263,6 +267,7 @@ static int cmd_token(const struct chat_config *cfg, int argc, char **argv)
                 return usage_error("--ttl takes seconds, 1..315360000, got '%s'", optarg);
             break;
         }
+        case ':': return usage_error("token: option '%s' needs a value", argv[optind - 1]);
         default: return usage_error("token: unknown option '%s'", argv[optind - 1]);
         }
     }

@@ -949,11 +949,17 @@ static void child_main(int index, int up_fd, int down_fd)
 
 	struct event_config *cfg = event_config_new();
 	event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER | EVENT_BASE_FLAG_NOLOCK);
+	/* Sends must go out on schedule even while a burst of fan-out reads
+	 * is being handled: the send timer has the higher priority, and
+	 * after 1 ms of reading the loop looks for due timers again. */
+	struct timeval slice = {0, 1000};
+	event_config_set_max_dispatch_interval(cfg, &slice, -1, 1);
 	C.base = event_base_new_with_config(cfg);
 	event_config_free(cfg);
-	if (!C.base)
+	if (!C.base || event_base_priority_init(C.base, 2) < 0)
 		die("event_base_new failed");
 	C.send_ev = evtimer_new(C.base, on_send_tick, NULL);
+	event_priority_set(C.send_ev, 0);
 	C.end_ev = evtimer_new(C.base, on_end, NULL);
 	C.house_ev = event_new(C.base, -1, EV_PERSIST, on_house, NULL);
 	C.down_ev = event_new(C.base, down_fd, EV_READ | EV_PERSIST, on_down, NULL);
@@ -1175,6 +1181,10 @@ int main(int argc, char **argv)
 			if (strcmp(v, "chatd") != 0)
 				die("--proto: only chatd is implemented");
 		} else if (ARG("--label")) {
+			/* Copied into JSON as is. */
+			for (const char *p = v; *p; p++)
+				if (!(isalnum((unsigned char)*p) || strchr("_.:+-", *p)))
+					die("--label: letters, digits and _ . : + - only");
 			O.label = v;
 		} else {
 			usage(stderr);
@@ -1345,11 +1355,11 @@ int main(int argc, char **argv)
 	double churn_rate = (double)tot->upgrades_win / dur;
 
 	if (!O.json_only) {
-		printf("chat-bench %s: %s, %ld conns in %ld rooms (%" PRIu64 " members counted)",
-		       O.label ? O.label : "", O.mode == MODE_LOAD ? "load" : "churn", O.conns, O.rooms,
-		       members_total);
+		printf("chat-bench %s: %s, %ld conns in %ld rooms", O.label ? O.label : "",
+		       O.mode == MODE_LOAD ? "load" : "churn", O.conns, O.rooms);
 		if (O.mode == MODE_LOAD)
-			printf(", %ld senders x %g/s, %ld B text", O.senders, O.rate, O.size);
+			printf(" (%" PRIu64 " members counted), %ld senders x %g/s, %ld B text",
+			       members_total, O.senders, O.rate, O.size);
 		printf(", %g s window (+%g s warm-up), %d procs, %d source addrs\n", dur, O.warmup_s,
 		       O.procs, O.source_addrs);
 		printf("  connections       %" PRIu64 " ok, %" PRIu64

@@ -7,6 +7,7 @@ const ROOM_KEY = 'chatd.room';
 const HISTORY_PAGE = 50;
 const EDIT_WINDOW_MS = 60000;
 const TYPING_SHOWN_MS = 3000;
+const GROUP_MS = 5 * 60000;     // one author's messages this close share a header
 
 const ERRORS = {
     rate_limited: 'You are sending too fast; please wait a moment.',
@@ -132,7 +133,7 @@ function start(token, room) {
     showNotice('');
     renderOnline();
     renderTyping();
-    ui.text.placeholder = `Message #${room}`;
+    ui.text.placeholder = 'Write a message…';
     updateComposer();
     S.session = new ChatSession({
         token, room,
@@ -155,6 +156,7 @@ function onStatus(st) {
     S.status = st;
     clearInterval(S.statusTimer);
     ui.conn.dataset.state = st.state;
+    ui.people.classList.toggle('stale', st.state !== 'open');
     if (st.state === 'open') {
         ui.conn.textContent = 'Connected';
         hideBanner();
@@ -167,6 +169,10 @@ function onStatus(st) {
         };
         tick();
         S.statusTimer = setInterval(tick, 1000);
+        if (st.blocked) {
+            showBanner('The server answers, but the live connection keeps failing: a proxy may be ' +
+                'blocking WebSockets, or the server does not accept this page’s origin. Still trying…');
+        }
     } else if (st.state === 'stopped') {
         ui.conn.textContent = 'Disconnected';
         stopped(st);
@@ -270,7 +276,7 @@ function onReply(frame, ev) {
             return;
         }
         S.pending.delete(frame.ref);
-        withScroll(() => p.el.remove());
+        withScroll(() => detach(p.el));
         if (!ui.text.value) ui.text.value = p.text;
         autosize();
         showNotice(errorText(ev, p.text), true);
@@ -353,8 +359,8 @@ async function loadOlder() {
     ui.list.setAttribute('aria-busy', 'false');
     ui.scroller.scrollTop = top + (ui.scroller.scrollHeight - height);
     S.hasMore = Boolean(r.json.has_more);
+    if (!S.hasMore && document.activeElement === ui.older) ui.scroller.focus({ preventScroll: true });
     ui.older.hidden = !S.hasMore;
-    if (!S.hasMore) ui.text.focus({ preventScroll: true });
 }
 
 function historyFailed(r, again) {
@@ -388,6 +394,31 @@ function place(el) {
     ui.list.insertBefore(el, kids[i] || null);
 }
 
+// What grouping needs to know of each message element: author, time, deleted.
+const facts = new WeakMap();
+
+/** A message continues the previous one (same author, soon after): no header. */
+function regroup(el) {
+    const f = el && facts.get(el);
+    if (!f) return;
+    const p = facts.get(el.previousElementSibling);
+    el.classList.toggle('cont', Boolean(p && p.uid === f.uid && !p.deleted && !f.deleted &&
+        f.at >= p.at && f.at - p.at < GROUP_MS));
+}
+
+/** Puts el in its place and fixes the grouping around it. */
+function insert(el) {
+    place(el);
+    regroup(el);
+    regroup(el.nextElementSibling);
+}
+
+function detach(el) {
+    const next = el.nextElementSibling;
+    el.remove();
+    regroup(next);
+}
+
 /** Adds or updates a message, unless what is shown is as new or newer. */
 function upsert(m, { live = false, quiet = false } = {}) {
     if (!m || typeof m.id !== 'number') return;
@@ -405,7 +436,7 @@ function upsert(m, { live = false, quiet = false } = {}) {
     }
     withScroll(() => {
         renderMessage(e);
-        if (fresh) place(e.el);
+        if (fresh) insert(e.el);
     }, e.msg.user?.id === S.me?.id && live);
     if (fresh && live && !quiet && !nearBottom() && e.msg.user?.id !== S.me?.id) ui.jump.hidden = false;
 }
@@ -414,7 +445,7 @@ function adoptPending(ref, m) {
     const p = S.pending.get(ref);
     S.pending.delete(ref);
     if (S.messages.has(m.id)) {
-        withScroll(() => p.el.remove());
+        withScroll(() => detach(p.el));
         upsert(m);
         return;
     }
@@ -423,7 +454,7 @@ function adoptPending(ref, m) {
     S.messages.set(m.id, e);
     withScroll(() => {
         renderMessage(e);
-        place(e.el);
+        insert(e.el);
     }, true);
 }
 
@@ -437,7 +468,7 @@ function removeMessage(id, deletedAt, seq) {
     if (!e) return;
     const hadFocus = e.el.contains(document.activeElement);
     S.messages.delete(id);
-    withScroll(() => e.el.remove());
+    withScroll(() => detach(e.el));
     if (hadFocus) ui.text.focus();
 }
 
@@ -451,15 +482,19 @@ function fmtTime(iso) {
     return d.toLocaleString(undefined, opts);
 }
 
-function hue(id) {
-    let x = 0;
-    for (const ch of String(id)) x = (x * 31 + ch.codePointAt(0)) % 360;
-    return x;
+const shortTime = (iso) => new Date(iso).toLocaleTimeString(undefined,
+    { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+
+/** One of 12 avatar colours, from the user id (FNV-1a). */
+function colourSlot(id) {
+    let x = 0x811c9dc5;
+    for (const ch of String(id)) x = Math.imul(x ^ ch.codePointAt(0), 0x01000193) >>> 0;
+    return x % 12;
 }
 
 function avatar(user) {
     const a = h('span', { class: 'avatar', 'aria-hidden': 'true' }, [...(user?.name || '?')][0].toUpperCase());
-    a.dataset.hue = String(Math.floor(hue(user?.id) / 30));   // 12 palette slots in CSS
+    a.dataset.hue = String(colourSlot(user?.id));
     return a;
 }
 
@@ -500,7 +535,15 @@ function renderMessage(e) {
                 onclick: () => deleteMessage(m.id) }, 'Delete'));
         }
     }
-    e.el.replaceChildren(avatar(m.user), h('div', { class: 'body' }, meta, body), actions);
+    e.el.replaceChildren(gutter(m.user, m.created_at), h('div', { class: 'body' }, meta, body), actions);
+    facts.set(e.el, { uid: m.user?.id, at: Date.parse(m.created_at), deleted: Boolean(m.deleted_at) });
+    regroup(e.el);
+}
+
+/** The avatar, or for a continued message the time, shown on hover. */
+function gutter(user, at) {
+    return h('div', { class: 'gutter' }, avatar(user),
+        at ? h('span', { class: 'side-time', 'aria-hidden': 'true' }, shortTime(at)) : null);
 }
 
 const short = (s) => (s.length > 40 ? `${s.slice(0, 40)}…` : s);
@@ -576,7 +619,7 @@ function addNotice(text) {
     const ids = [...S.messages.keys()];
     const el = h('li', { class: 'notice' }, h('span', { class: 'notice-label' }, 'Notice'), h('span', {}, text));
     el.dataset.sort = String((ids.length ? Math.max(...ids) : 0) + 0.5);
-    withScroll(() => place(el), true);
+    withScroll(() => insert(el), true);
 }
 
 // --------------------------------------------------------------- sending
@@ -588,10 +631,10 @@ function send() {
     const ref = S.session.request({ type: 'message', text });
     const el = h('li', { class: 'msg own pending' });
     el.dataset.sort = 'Infinity';
-    const p = { text, el };
+    const p = { text, el, at: serverNow() };
     S.pending.set(ref, p);
     renderPending(p);
-    withScroll(() => place(el), true);
+    withScroll(() => insert(el), true);
     ui.text.value = '';
     autosize();
     showNotice('');
@@ -599,11 +642,13 @@ function send() {
 
 function renderPending(p) {
     const label = S.session?.isOpen ? 'sending…' : 'waiting for connection…';
-    p.el.replaceChildren(avatar(S.me),
+    facts.set(p.el, { uid: S.me?.id, at: p.at, deleted: false });
+    p.el.replaceChildren(gutter(S.me),
         h('div', { class: 'body' },
             h('div', { class: 'meta' }, h('span', { class: 'author' }, S.me?.name ?? ''),
                 h('span', { class: 'state' }, label)),
             h('div', { class: 'text' }, p.text)));
+    regroup(p.el);
 }
 
 function updatePendingLabels() {
@@ -669,8 +714,8 @@ function renderOnline() {
 // ------------------------------------------------- banners and notices
 
 function showBanner(text, action, onAction) {
-    ui.banner.replaceChildren(h('span', {}, text),
-        action ? h('button', { type: 'button', class: 'small', onclick: onAction }, action) : null);
+    ui.banner.replaceChildren(h('span', {}, text));
+    if (action) ui.banner.append(h('button', { type: 'button', class: 'small', onclick: onAction }, action));
     ui.banner.hidden = false;
 }
 

@@ -40,7 +40,7 @@ function randomId(bytes = 9) {
 /**
  * handlers (all optional):
  *   status({state, retryAt, reason, message})
- *       state: 'connecting' | 'open' | 'waiting' (retryAt) | 'stopped'
+ *       state: 'connecting' | 'open' | 'waiting' (retryAt, blocked) | 'stopped'
  *       (reason: 'kicked' | 'unauthorized' | 'forbidden' | 'bad_request')
  *   welcome(ev, {resumed})   resumed: connected with since= (a replay follows)
  *   resync(ev)               history must be reloaded through REST
@@ -60,6 +60,7 @@ export class ChatSession {
         this.lastSeq = null;      // null until the first welcome
         this.replayUntil = 0;     // seq jumps are normal while replaying
         this.attempt = 0;
+        this.upButRefused = 0;    // failed connects while REST answered 200
         this.timer = null;
         this.stopped = false;
         this.outbox = new Map();  // ref -> {frame, tries, timer}, in send order
@@ -131,7 +132,9 @@ export class ChatSession {
         this.attempt++;
         const retryAt = Date.now() + delay;
         this.timer = setTimeout(() => this.connect(), delay);
-        this.emit('status', { state: 'waiting', retryAt });
+        // The server answers but will not take the WebSocket: a proxy that
+        // drops upgrades, or an Origin the server does not accept.
+        this.emit('status', { state: 'waiting', retryAt, blocked: this.upButRefused >= 3 });
     }
 
     /** Drops the socket and connects again at once (with since=). */
@@ -174,7 +177,10 @@ export class ChatSession {
         if (r.status === 401) this.stop('unauthorized', message);
         else if (r.status === 403) this.stop('forbidden', message);
         else if (r.status === 400) this.stop('bad_request', message);
-        else this.retry();
+        else {
+            this.upButRefused = r.ok ? this.upButRefused + 1 : 0;
+            this.retry();
+        }
     }
 
     onFrame(ws, data) {
@@ -191,6 +197,7 @@ export class ChatSession {
             const resumed = this.lastSeq !== null;
             this.welcomed = true;
             this.welcomedAt = Date.now();
+            this.upButRefused = 0;
             if (!resumed) this.lastSeq = Number(ev.last_seq) || 0;
             this.replayUntil = Number(ev.last_seq) || 0;
             this.emit('status', { state: 'open' });

@@ -214,7 +214,9 @@ static void typing(struct conn *c, struct chat_session *s)
     jsonw_cstr(&w, s->user_name);
     jsonw_raw(&w, "}}");
     long n = jsonw_finish(&w);
-    if (n > 0) hub_publish_typing(c->w->hub, s->room_name, s->conn_id, buf, (size_t)n);
+    char conn_id[37];
+    chat_session_conn_id(s, conn_id);
+    if (n > 0) hub_publish_typing(c->w->hub, s->room_name, conn_id, buf, (size_t)n);
 }
 
 void chat_request_handle(struct conn *c, struct chat_session *s, const char *data, size_t len)
@@ -242,7 +244,7 @@ void chat_request_handle(struct conn *c, struct chat_session *s, const char *dat
     r->c = c;
     conn_ref(c);
     r->frame = f;
-    memcpy(r->room, s->room_name, sizeof r->room);
+    snprintf(r->room, sizeof r->room, "%s", s->room_name);
     /* The rate is checked before anything else: an over-rate request is
      * told so whatever else is wrong with it. */
     if (ratelimit_take(c->w, s->user_id, on_rate, r) < 0) {

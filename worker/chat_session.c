@@ -74,14 +74,16 @@ struct chat_queued {
 struct chat_session *chat_session_new(const struct jwt_claims *claims, const char *room,
                                       bool has_since, int64_t since)
 {
-    struct chat_session *s = calloc(1, sizeof *s);
+    size_t lr = strlen(room) + 1, li = strlen(claims->sub) + 1, ln = strlen(claims->name) + 1;
+    struct chat_session *s = calloc(1, sizeof *s + lr + li + ln);
     if (!s) return NULL;
-    s->role = claims->role;
+    s->role = (uint8_t)claims->role;
     s->has_since = has_since;
     s->since = since;
-    snprintf(s->room_name, sizeof s->room_name, "%s", room);
-    snprintf(s->user_id, sizeof s->user_id, "%s", claims->sub);
-    snprintf(s->user_name, sizeof s->user_name, "%s", claims->name);
+    char *p = s->strings;
+    s->room_name = memcpy(p, room, lr);
+    s->user_id = memcpy(p + lr, claims->sub, li);
+    s->user_name = memcpy(p + lr + li, claims->name, ln);
     return s;
 }
 
@@ -105,11 +107,15 @@ void chat_session_free(struct chat_session *s)
     free(s);
 }
 
+void chat_session_conn_id(const struct chat_session *s, char out[37])
+{
+    format_conn_id(ws_conn_id(s->c), out);
+}
+
 void chat_session_open(struct conn *c)
 {
     struct chat_session *s = ws_conn_chat(c);
     s->c = c;
-    format_conn_id(ws_conn_id(c), s->conn_id);
     metrics_gauge(METRIC_WS_OPEN, 1);
     if (hub_join(c->w->hub, s, s->room_name) < 0) {
         ws_conn_close(c, WS_CLOSE_TRY_AGAIN_LATER, "out of memory");
@@ -142,9 +148,11 @@ static void send_welcome(struct chat_session *s, int64_t last_seq)
 {
     json_t *online = s->online ? s->online : json_array();
     s->online = NULL;
+    char conn_id[37];
+    chat_session_conn_id(s, conn_id);
     json_t *w = json_pack("{s:s, s:s, s:s, s:{s:s, s:s, s:s}, s:o, s:I}", "type", "welcome",
-                          "conn_id", s->conn_id, "room", s->room_name, "user", "id", s->user_id,
-                          "name", s->user_name, "role", jwt_role_name(s->role), "online",
+                          "conn_id", conn_id, "room", s->room_name, "user", "id", s->user_id,
+                          "name", s->user_name, "role", jwt_role_name((enum jwt_role)s->role), "online",
                           online, "last_seq", (json_int_t)last_seq);
     char *text = w ? json_dumps(w, JSON_COMPACT) : NULL;
     json_decref(w);
@@ -218,11 +226,10 @@ static void on_replay(void *arg, PGresult *const *res, int n, const char *err)
 
 static void welcome_when_known(struct chat_session *s);
 
-void chat_session_ready(struct chat_session *s, int64_t last_seq)
+void chat_session_ready(struct chat_session *s)
 {
     if (s->pos_known || s->state != CHAT_WAITING) return;
     s->pos_known = true;
-    s->pos_last_seq = last_seq;
     welcome_when_known(s);
 }
 

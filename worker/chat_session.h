@@ -37,25 +37,26 @@ struct chat_session {
     struct conn *c;
     struct chat_session *room_prev, *room_next; /* the room's members */
     struct hub_room *room;
-    enum chat_state state;
-    enum jwt_role role;
+    struct chat_queued *queue;    /* events held before the welcome and during replay */
+    struct chat_queued *queue_tail;
+    json_t *online;               /* the welcome's online list, once known; owned */
+    int64_t since;
+    int64_t replay_upto;          /* the client has every change up to here */
+    int64_t last_typing_ms;
+    uint32_t queued;
+    uint8_t state;                /* enum chat_state */
+    uint8_t role;                 /* enum jwt_role */
     bool has_since;
     bool replay_overflow;
     bool presence_added;          /* counted in Redis (or will be by a reconcile) */
     bool pos_known;               /* the hub told us the room's position */
-    int64_t pos_last_seq;
-    json_t *online;               /* the welcome's online list, once known; owned */
     bool online_known;
-    int64_t since;
-    int64_t replay_upto;          /* the client has every change up to here */
-    int64_t last_typing_ms;
-    struct chat_queued *queue;    /* live events held during replay */
-    struct chat_queued *queue_tail;
-    uint32_t queued;
-    char room_name[ROOM_NAME_MAX + 1];
-    char conn_id[37];
-    char user_id[JWT_SUB_MAX_BYTES + 1];
-    char user_name[4 * JWT_NAME_MAX_CHARS + 1];
+    /* Point into strings[], which holds them exactly sized: an idle
+     * connection's memory is mostly this struct. */
+    const char *room_name;
+    const char *user_id;
+    const char *user_name;
+    char strings[];
 };
 
 /* Live events held per connection while it catches up; past this the
@@ -74,9 +75,10 @@ void chat_session_on_drain(struct conn *c);
  * room. Idempotent. */
 void chat_session_closing(struct conn *c);
 
-/* The welcome goes out once both are known: the room's position (from the
- * hub) and its online users (from presence; takes the array). */
-void chat_session_ready(struct chat_session *s, int64_t last_seq);
+/* The welcome goes out once both are known: the room's position (the hub
+ * calls chat_session_ready) and its online users (from presence; takes
+ * the array). */
+void chat_session_ready(struct chat_session *s);
 void chat_session_online_ready(struct chat_session *s, json_t *online);
 /* seq 0: an event outside the seq order (typing, join, leave, notice).
  * optional events (typing) are skipped for congested connections and
@@ -88,5 +90,8 @@ struct worker;
 /* The local number of a connection of this worker from its conn_id, or 0
  * when the id is not one of ours. */
 uint64_t chat_conn_id_local(struct worker *w, const char *id);
+
+/* The connection's conn_id (a UUID, 36 characters). */
+void chat_session_conn_id(const struct chat_session *s, char out[37]);
 
 #endif

@@ -72,6 +72,7 @@ struct hub {
     struct hub_room *buckets[HUB_BUCKETS];
     struct event *sweep_ev;
     struct sweep_call *sweep;
+    struct room_read *reads;   /* position and repair reads in flight */
     bool control_subscribed;
     hub_control_fn control_fn;
     uint64_t publishes;
@@ -212,8 +213,10 @@ static void on_change(struct hub_room *r, int64_t seq, const char *json, size_t 
 /* ---- position and repair reads ----------------------------------------- */
 
 /* Reads keep the room's name, not its pointer: the room may be gone when
- * the answer comes. */
+ * the answer comes. The hub lists them, so that hub_free can detach them:
+ * the pool answers reads in flight when it is freed, after the hub. */
 struct room_read {
+    struct room_read *prev, *next;
     struct hub *hub;
     char name[ROOM_NAME_MAX + 1];
 };
@@ -224,7 +227,26 @@ static struct room_read *room_read_new(struct hub_room *r)
     if (!rr) return NULL;
     rr->hub = r->hub;
     memcpy(rr->name, r->name, sizeof rr->name);
+    rr->prev = NULL;
+    rr->next = r->hub->reads;
+    if (rr->next) rr->next->prev = rr;
+    r->hub->reads = rr;
     return rr;
+}
+
+/* Ends a read: frees it and returns its room, NULL if that or the hub is gone. */
+static struct hub_room *room_read_end(struct room_read *rr)
+{
+    struct hub *h = rr->hub;
+    struct hub_room *r = NULL;
+    if (h) {
+        if (rr->prev) rr->prev->next = rr->next;
+        else h->reads = rr->next;
+        if (rr->next) rr->next->prev = rr->prev;
+        r = find_room(h, rr->name);
+    }
+    free(rr);
+    return r;
 }
 
 static void welcome_waiting(struct hub_room *r)
@@ -232,7 +254,7 @@ static void welcome_waiting(struct hub_room *r)
     struct chat_session *next;
     for (struct chat_session *s = r->members; s; s = next) {
         next = s->room_next;
-        if (s->state == CHAT_WAITING) chat_session_ready(s, r->next_seq - 1);
+        if (s->state == CHAT_WAITING) chat_session_ready(s);
     }
 }
 
@@ -244,21 +266,31 @@ static void retry_later(struct hub_room *r)
     }
 }
 
+/* A read came back: the room it was for (NULL if gone since), and its
+ * single result when that result has rows, else NULL (retry later). */
+static struct hub_room *read_done(struct room_read *rr, PGresult *const *res, int n,
+                                  PGresult **out)
+{
+    struct hub_room *r = room_read_end(rr);
+    *out = NULL;
+    if (!r) return NULL;
+    r->querying = false;
+    if (res && n == 1 && res[0] && PQresultStatus(res[0]) == PGRES_TUPLES_OK) *out = res[0];
+    return r;
+}
+
 static void on_position(void *arg, PGresult *const *res, int n, const char *err)
 {
     (void)err;
-    struct room_read *rr = arg;
-    struct hub_room *r = find_room(rr->hub, rr->name);
-    free(rr);
+    PGresult *pr;
+    struct hub_room *r = read_done(arg, res, n, &pr);
     if (!r) return;
-    r->querying = false;
-    if (!res || n != 1 || !res[0] || PQresultStatus(res[0]) != PGRES_TUPLES_OK ||
-        PQntuples(res[0]) != 1) {
+    if (!pr || PQntuples(pr) != 1) {
         log_warn("cannot read the position of room %s; retrying", r->name);
         retry_later(r);
         return;
     }
-    int64_t last = strtoll(PQgetvalue(res[0], 0, 0), NULL, 10);
+    int64_t last = strtoll(PQgetvalue(pr, 0, 0), NULL, 10);
     r->next_seq = last + 1;
     welcome_waiting(r);
     drain_buffered(r);
@@ -267,16 +299,13 @@ static void on_position(void *arg, PGresult *const *res, int n, const char *err)
 static void on_repair(void *arg, PGresult *const *res, int n, const char *err)
 {
     (void)err;
-    struct room_read *rr = arg;
-    struct hub_room *r = find_room(rr->hub, rr->name);
-    free(rr);
+    PGresult *pr;
+    struct hub_room *r = read_done(arg, res, n, &pr);
     if (!r) return;
-    r->querying = false;
-    if (!res || n != 1 || !res[0] || PQresultStatus(res[0]) != PGRES_TUPLES_OK) {
+    if (!pr) {
         retry_later(r);
         return;
     }
-    PGresult *pr = res[0];
     int rows = PQntuples(pr);
     int64_t before = r->next_seq;
     for (int i = 0; i < rows; i++) {
@@ -312,7 +341,7 @@ static void start_repair(struct hub_room *r)
     struct room_read *rr = room_read_new(r);
     if (!rr) return;
     if (store_events(r->hub->w->store, r->name, r->next_seq, HUB_REPAIR_BATCH, on_repair, rr) < 0) {
-        free(rr);
+        room_read_end(rr);
         retry_later(r);
         return;
     }
@@ -325,7 +354,7 @@ static void read_position(struct hub_room *r)
     struct room_read *rr = room_read_new(r);
     if (!rr) return;
     if (store_last_seq(r->hub->w->store, r->name, on_position, rr) < 0) {
-        free(rr);
+        room_read_end(rr);
         retry_later(r);
         return;
     }
@@ -605,7 +634,7 @@ int hub_join(struct hub *h, struct chat_session *s, const char *room)
     r->nmembers++;
     s->state = CHAT_WAITING;
     evtimer_del(r->idle_ev);
-    if (r->next_seq > 0) chat_session_ready(s, r->next_seq - 1);
+    if (r->next_seq > 0) chat_session_ready(s);
     return 0;
 }
 
@@ -720,6 +749,7 @@ void hub_free(struct hub *h)
 {
     if (!h) return;
     if (h->sweep) h->sweep->hub = NULL;
+    for (struct room_read *rr = h->reads; rr; rr = rr->next) rr->hub = NULL;
     event_free(h->sweep_ev);
     for (int i = 0; i < HUB_BUCKETS; i++) {
         while (h->buckets[i]) {

@@ -206,14 +206,20 @@ int ws_conn_send_shared(struct conn *c, struct ws_shared *f)
     return 0;
 }
 
-void ws_conn_close(struct conn *c, uint16_t code, const char *reason)
+/* Our half of the close handshake: the frame, and the chat is over. */
+static void send_close(struct conn *c, uint16_t code, const char *reason)
 {
-    if (c->closed || !c->ws || c->ws->state != WS_OPEN) return;
     uint8_t payload[WS_CONTROL_MAX];
     size_t n = ws_close_payload_encode(payload, code, reason);
     send_frame(c, WS_OP_CLOSE, payload, n);
     c->ws->state = WS_CLOSE_SENT;
     chat_session_closing(c);
+}
+
+void ws_conn_close(struct conn *c, uint16_t code, const char *reason)
+{
+    if (c->closed || !c->ws || c->ws->state != WS_OPEN) return;
+    send_close(c, code, reason);
     struct timeval wait = {CLOSE_WAIT_S, 0};
     bufferevent_set_timeouts(c->bev, &wait, &wait);
 }
@@ -222,13 +228,7 @@ void ws_conn_close(struct conn *c, uint16_t code, const char *reason)
  * peer, whose next bytes we would not trust anyway. */
 static void fail(struct conn *c, uint16_t code, const char *reason)
 {
-    if (c->ws->state == WS_OPEN) {
-        uint8_t payload[WS_CONTROL_MAX];
-        size_t n = ws_close_payload_encode(payload, code, reason);
-        send_frame(c, WS_OP_CLOSE, payload, n);
-        c->ws->state = WS_CLOSE_SENT;
-        chat_session_closing(c);
-    }
+    if (c->ws->state == WS_OPEN) send_close(c, code, reason);
     struct timeval wait = {CLOSE_WAIT_S, 0};
     bufferevent_set_timeouts(c->bev, NULL, &wait);
     conn_close_after_flush(c);
@@ -284,15 +284,9 @@ static bool on_event(struct conn *c, struct ws_event *ev)
         s->ping_outstanding = false;
         return true;
     case WS_EV_CLOSE:
-        if (s->state == WS_OPEN) {
-            /* Echo the peer's code (RFC 6455 5.5.1); none given: none back. */
-            uint16_t code = ev->close_code == WS_CLOSE_NO_STATUS ? 0 : ev->close_code;
-            uint8_t payload[WS_CONTROL_MAX];
-            size_t n = ws_close_payload_encode(payload, code, NULL);
-            send_frame(c, WS_OP_CLOSE, payload, n);
-            s->state = WS_CLOSE_SENT;
-            chat_session_closing(c);
-        }
+        /* Echo the peer's code (RFC 6455 5.5.1); none given: none back. */
+        if (s->state == WS_OPEN)
+            send_close(c, ev->close_code == WS_CLOSE_NO_STATUS ? 0 : ev->close_code, NULL);
         /* The handshake is complete: the server closes the TCP side. */
         conn_close_after_flush(c);
         return false;

@@ -11,7 +11,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { ROOT, mintToken, openWs, redisCli, startChatd } from '../lib/harness.mjs';
+import { ROOT, mintToken, openWs, redisCli, startChatd, waitFor } from '../lib/harness.mjs';
 
 const WEB = path.join(ROOT, 'web');
 const SHOTS = path.join(ROOT, 'build/screenshots');
@@ -133,7 +133,8 @@ test('two users chat: history, presence, typing, edit, delete, notice, reload, p
     await msg(A, 'seed 60').waitFor();
     await msg(A, 'seed 11').waitFor();
     assert.equal(await msg(A, 'seed 10').count(), 0);
-    await A.locator('#load-older').click();
+    await A.locator('#load-older').waitFor();
+    await A.locator('#scroller').evaluate((el) => { el.scrollTop = 0; });   // scrolled to the top
     await msg(A, 'seed 1').waitFor({ timeout: WAIT });
     await A.locator('#load-older').waitFor({ state: 'hidden' });
     assert.equal(await A.locator('#messages li.msg').count(), 60);
@@ -296,6 +297,19 @@ test('access problems are explained instead of retried forever', async (t) => {
     await sendFrom(P1, 'from erin');
     await msg(P3, 'from erin').waitFor({ timeout: WAIT });
 
+    // Over the rate limit (burst 10): sends wait and go out in order, once each.
+    const burst = Array.from({ length: 14 }, (_, i) => `burst ${i + 1}`);
+    for (const text of burst) {
+        await P1.locator('#composer-text').fill(text);
+        await P1.locator('#composer-text').press('Enter');
+    }
+    await msg(P3, 'burst 14').waitFor({ timeout: WAIT });
+    await P1.locator('#messages li.msg.pending').waitFor({ state: 'detached', timeout: WAIT });
+    for (const p of [P1, P3]) {
+        const texts = await p.locator('#messages li.msg .text').allTextContents();
+        assert.deepEqual(texts.filter((x) => x.startsWith('burst ')), burst);
+    }
+
     // No token at all: the form.
     const { page: P4 } = await openClient(t, srv, { fragment: '', wait: false });
     await P4.locator('#token-input').waitFor();
@@ -364,4 +378,61 @@ test('a server restart loses nothing: resend by ref, catch-up with since', async
     await msg(A, 'sent while Alice was away').waitFor({ timeout: WAIT });
     assert.equal(await msg(A, 'sent while the server was down').count(), 1);
     await shot(A, 'after-restart.png');
+});
+
+test('missed events are caught up: a seq gap reconnects with since, resync reloads history', async (t) => {
+    const srv = await chatd(t);
+    const room = uniqueRoom('gap');
+    // Page A's WebSocket goes through the test, which can drop frames from
+    // the server or slip in its own.
+    let drop = null;
+    let routeA = null;
+    const dropped = [];
+    const setup = (page) => page.routeWebSocket(/\/api\/chat\?/, (ws) => {
+        routeA = ws;
+        const server = ws.connectToServer();
+        server.onMessage((m) => {
+            let ev;
+            try {
+                ev = JSON.parse(m);
+            } catch { /* passed on */ }
+            if (drop && ev && drop(ev)) dropped.push(ev);
+            else ws.send(m);
+        });
+    });
+    const { page: A } = await openClient(t, srv, { room, claims: { sub: 'alice', name: 'Alice' }, setup });
+    const { page: B } = await openClient(t, srv, { room, claims: { sub: 'bob', name: 'Bob' } });
+    await sendFrom(B, 'first');
+    await msg(A, 'first').waitFor({ timeout: WAIT });
+
+    // A message lost on the way: A notices at the next seq and catches up.
+    drop = (ev) => ev.type === 'message' && ev.text === 'lost on the way';
+    await sendFrom(B, 'lost on the way');
+    await waitFor(() => dropped.length === 1, WAIT, 20, 'the frame was dropped');
+    drop = null;
+    assert.equal(await msg(A, 'lost on the way').count(), 0);
+    await sendFrom(B, 'after the gap');
+    await msg(A, 'after the gap').waitFor({ timeout: WAIT });
+    await msg(A, 'lost on the way').waitFor({ timeout: WAIT });
+    await barrier(B, A);
+    const texts = await A.locator('#messages li.msg .text').allTextContents();
+    assert.deepEqual(texts.filter((x) => !x.startsWith('barrier')), ['first', 'lost on the way', 'after the gap']);
+
+    // An edit lost, then the server says resync: A reloads the history.
+    drop = (ev) => ev.type === 'edit';
+    const first = msg(B, 'first');
+    await first.hover();
+    await first.locator('.act.edit').click();
+    await B.locator('#messages .edit-text').fill('first, edited');
+    await B.locator('#messages .edit-text').press('Enter');
+    await msg(B, 'first, edited').waitFor({ timeout: WAIT });
+    await waitFor(() => dropped.length === 2, WAIT, 20, 'the edit was dropped');
+    drop = null;
+    assert.equal(await msg(A, 'first, edited').count(), 0);
+    routeA.send(JSON.stringify({ type: 'resync', last_seq: dropped[1].seq }));
+    await msg(A, 'first, edited').locator('.edited').waitFor({ timeout: WAIT });
+    await barrier(B, A);
+    for (const text of ['first, edited', 'lost on the way', 'after the gap']) {
+        assert.equal(await msg(A, text).count(), 1, `"${text}" exactly once`);
+    }
 });

@@ -341,7 +341,8 @@ test('typing reaches the room but not its sender connection; one per second per 
 });
 
 test('kill -9 of a worker: its users leave at once when the slot restarts', async (t) => {
-    const [a, b] = await startPair(t);
+    // A long TTL: only the hand-over to the restarted worker can be quick.
+    const [a, b] = await startPair(t, { CHAT_PRESENCE_TTL_S: 120 });
     const room = roomName('wkill');
     const P = a.prefix;
     const obs = await join(b, room, { sub: 'obs' });
@@ -360,8 +361,8 @@ test('kill -9 of a worker: its users leave at once when the slot restarts', asyn
 
     process.kill(pid, 'SIGKILL');
     for (const c of [v1, v2, m1]) await c.waitClose(10000);
-    // Its slot restarts; the new worker reaps the dead one's records. The
-    // TTL is the default 30 s: only the hand-over can make this quick.
+    // Its slot restarts; the new worker reaps the dead one's records (the
+    // janitors would take 72 s or more).
     await waitFor(() => a.children().length === 2 && !a.children().includes(pid), 10000, 50, 'slot restarted');
     await waitFor(async () => (await smembers(`${P}online:${room}`)).join() === 'm,obs,s', 8000, 50,
         'v1 and v2 leave the room set after the restart');
@@ -842,7 +843,8 @@ test('chatctl: online, ban, unban, notice, token, bad usage', async (t) => {
     // Bad usage: exit 2, one line on stderr, nothing done.
     for (const args of [[], ['frobnicate'], ['kick'], ['ban'], ['kick', 'a', 'b'], ['notice', room], ['token'],
         ['token', '--name', 'x'], ['token', '--sub', 'x', '--role', 'admin'], ['online', 'bad room'],
-        ['token', '--sub', 'x', '--ttl', 'soon']]) {
+        ['token', '--sub', 'x', '--ttl', 'soon'], ['token', '--sub'], ['token', '--sub', 'x', '--bogus'],
+        ['token', '--sub', 'x', 'extra'], ['--bogus', 'online']]) {
         const res = await chatctl(a, args);
         assert.equal(res.code, 2, `chatctl ${args.join(' ')}: exit ${res.code} (${res.stderr})`);
         const errLines = res.stderr.split('\n').filter(Boolean);

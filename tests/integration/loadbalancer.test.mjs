@@ -274,6 +274,10 @@ test('through haproxy: clients on two instances chat; a stopped instance drains 
         assert.equal(users.status, 200, users.body);
         assert.deepEqual(users.json.users.map((u) => u.id).sort(), [onA.user, onB.user].sort());
 
+        // /metrics is per host, scraped directly: the balancer refuses it.
+        assert.equal((await httpGet(lb.port, '/metrics')).status, 404);
+        assert.equal((await httpGet(a.port, '/metrics')).status, 200);
+
         // Fresh requests through haproxy in a loop, while A stops.
         let markedDown = false;
         const outcomes = [];

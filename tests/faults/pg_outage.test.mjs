@@ -1,0 +1,41 @@
+// PostgreSQL stopped and started again in the middle of mixed traffic from
+// 32 clients on two instances: writes get `unavailable` while it is down,
+// nothing is half stored (room_events contiguous, every messages row with
+// its room_events row), and the same chatd processes recover by
+// themselves (no restart: the workers' pids are unchanged).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { services, sleep, waitFor } from '../lib/harness.mjs';
+import { finalCheck, openClients, rnd, runTraffic, startPair } from './traffic.mjs';
+
+test('postgresql outage under traffic: unavailable, nothing half stored, recovery in place', async (t) => {
+    const [a, b] = await startPair(t);
+    const pids = [...a.children(), ...b.children()].sort();
+    const rooms = [`po-${rnd()}`, `po-${rnd()}`];
+    const clients = await openClients(rooms, 16, [a, b], a.secret);
+    const traffic = runTraffic(clients, { periodMs: 250, visitors: 4, rooms, servers: [a, b], secret: a.secret });
+    let started = false;
+    try {
+        await sleep(3000);
+        await services('stop-pg');
+        // Bounded: some client hears `unavailable` while it is down.
+        await waitFor(() => clients.some((c) => c.refusals.unavailable), 20000, 50, 'a send refused with unavailable');
+        await sleep(3000);
+        await services('start-pg');
+        started = true;
+        // Recovery: acks flow again (the pools reconnect with backoff).
+        const before = clients.reduce((n, c) => n + c.acked.size, 0);
+        await waitFor(() => clients.reduce((n, c) => n + c.acked.size, 0) > before + 50, 30000, 100,
+            'acks flowing again after postgresql came back');
+        await sleep(2000);
+    } finally {
+        await traffic.stop();
+        if (!started) await services('start-pg');
+    }
+    const unavailable = clients.reduce((n, c) => n + (c.refusals.unavailable ?? 0), 0);
+    t.diagnostic(`${traffic.stats.steps} steps, ${traffic.stats.visits} visits (${traffic.stats.visitFailures} refused), ${unavailable} unavailable`);
+    await finalCheck(t, { prefix: a.prefix, clients, rooms });
+    assert.deepEqual([...a.children(), ...b.children()].sort(), pids, 'workers were restarted');
+    assert.ok(!/worker died/.test(a.logs() + b.logs()), 'a worker died');
+    await Promise.all(clients.map((c) => c.stop()));
+});

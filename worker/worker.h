@@ -65,6 +65,8 @@ struct worker {
     struct conn_list ws_conns;    /* upgraded WebSocket connections */
 
     bool draining;             /* graceful stop in progress */
+    uint32_t accepts_since_trim;
+    int64_t last_trim_ms;
     int64_t drain_deadline_ms;
 
     struct redis_link *redis;     /* commands */

@@ -144,7 +144,7 @@ char *metrics_render(size_t *len)
         else fprintf(f, "%s %lld\n", d->name, (long long)s.v[d->id]);
     }
     const char *h = "chatd_broadcast_latency_seconds";
-    fprintf(f, "# HELP %s Time from a change reaching a worker to its frame being queued to local recipients.\n", h);
+    fprintf(f, "# HELP %s Time from a change reaching a worker from Redis to its frame being queued to the local recipients, reorder waits included.\n", h);
     fprintf(f, "# TYPE %s histogram\n", h);
     uint64_t cum = 0;
     for (int i = 0; i < METRICS_LATENCY_BUCKETS; i++) {

@@ -52,8 +52,9 @@ enum metric_id {
 };
 
 /* Upper bounds (microseconds) of the broadcast latency histogram: from a
- * message's receipt in a worker to its frame being queued to the local
- * recipients. */
+ * change's arrival in a worker (from Redis) to its frame being queued to
+ * the local recipients, reorder waits included. Changes read back from
+ * PostgreSQL by a gap repair are not timed (no arrival to time from). */
 #define METRICS_LATENCY_BUCKETS 12
 extern const uint64_t metrics_latency_bounds_us[METRICS_LATENCY_BUCKETS];
 

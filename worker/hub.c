@@ -36,6 +36,7 @@
 struct buffered {
     struct buffered *next;
     int64_t seq;
+    int64_t arrived_us;     /* the latency histogram counts the wait too */
     size_t len;
     char json[];
 };
@@ -165,7 +166,7 @@ static void drain_buffered(struct hub_room *r)
         r->buffered = b->next;
         r->nbuffered--;
         if (b->seq == r->next_seq) {
-            deliver(r, b->seq, b->json, b->len, 0, mono_us());
+            deliver(r, b->seq, b->json, b->len, 0, b->arrived_us);
             r->next_seq++;
         }
         free(b);
@@ -189,6 +190,7 @@ static void buffer_change(struct hub_room *r, int64_t seq, const char *json, siz
     struct buffered *b = malloc(sizeof *b + len + 1);
     if (!b) return; /* the gap repair will read it back */
     b->seq = seq;
+    b->arrived_us = mono_us();
     b->len = len;
     memcpy(b->json, json, len);
     b->json[len] = '\0';

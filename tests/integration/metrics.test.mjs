@@ -379,3 +379,34 @@ test('/metrics: the figures move with traffic, summed over both workers', { time
         return must(m, 'chatd_websocket_connections_open') === 0 && must(m, 'chatd_connections_open') <= 2;
     }, 10000, 50, 'open connection gauges back to 0 after the clients closed');
 });
+
+test('/metrics: a dead worker\'s counts are kept, its gauges dropped', { timeout: 90000 }, async (t) => {
+    const srv = await startChatd({ t, workers: 2, env: NO_RATE });
+    const room = `metrics-${rnd()}`;
+    const { clients } = await onBothWorkers(srv, room, `u-${rnd()}`);
+    for (const c of clients) assert.equal((await request(c, { type: 'message', text: `m ${rnd()}` })).type, 'ack');
+    const before = await waitFor(async () => {
+        const m = await scrape(srv.port);
+        return must(m, 'chatd_websocket_connections_open') === 2 && must(m, 'chatd_acks_total') === 2 ? m : null;
+    }, 10000, 50, 'two sockets open and two acks counted');
+
+    const workers = srv.children();
+    assert.equal(workers.length, 2, `workers: ${workers}`);
+    process.kill(workers[0], 'SIGKILL');
+    // One client loses its worker; the master starts a new one.
+    await waitFor(() => clients.some((c) => c.closeInfo), 10000, 20, 'a client of the killed worker is closed');
+    await waitFor(() => srv.children().length === 2 && !srv.children().includes(workers[0]), 15000, 50,
+        'the killed worker is replaced');
+    const after = await waitFor(async () => {
+        const m = await scrape(srv.port);
+        return must(m, 'chatd_websocket_connections_open') === 1 ? m : null;
+    }, 10000, 50, 'the dead worker\'s socket no longer counted as open');
+    for (const n of ['chatd_connections_accepted_total', 'chatd_websocket_upgrades_total', 'chatd_frames_in_total',
+        'chatd_frames_out_total', 'chatd_messages_stored_total', 'chatd_acks_total',
+        'chatd_broadcast_latency_seconds_count']) {
+        assert.ok(must(after, n) >= must(before, n), `${n} went backwards: ${must(before, n)} -> ${must(after, n)}`);
+    }
+    assert.equal(must(after, 'chatd_messages_stored_total'), 2);
+    assert.equal(must(after, 'chatd_acks_total'), 2);
+    await Promise.all(clients.map((c) => c.close()));
+});

@@ -152,11 +152,13 @@ const covered = new Set();
 function documentedResponse(pathKey, method, status) {
     const item = spec.paths[pathKey];
     assert.ok(item, `${pathKey} is not documented`);
-    const op = item[method.toLowerCase()] ?? (method !== 'GET' && method !== 'OPTIONS' ? item.post : undefined);
+    // A method without its own operation is covered by `post` ("any other method").
+    const name = item[method.toLowerCase()] ? method.toLowerCase() : method !== 'GET' ? 'post' : undefined;
+    const op = item[name];
     assert.ok(op, `${method} ${pathKey} is not documented`);
     const r = op.responses[String(status)];
     assert.ok(r, `${method} ${pathKey}: status ${status} is not documented (documented: ${Object.keys(op.responses)})`);
-    return [op, resolve(r)];
+    return [name, resolve(r)];
 }
 
 const mediaBase = (s) => s.split(';')[0].trim().toLowerCase();
@@ -196,8 +198,8 @@ function checkAnswer(where, doc, res) {
 
 /** Looks up and checks one answer; records the coverage. */
 function check(pathKey, method, res) {
-    const [, doc] = documentedResponse(pathKey, method, res.status);
-    covered.add(`${method === 'GET' || method === 'OPTIONS' ? method : 'POST'} ${pathKey} ${res.status}`);
+    const [name, doc] = documentedResponse(pathKey, method, res.status);
+    covered.add(`${name.toUpperCase()} ${pathKey} ${res.status}`);
     return checkAnswer(`${method} ${pathKey} -> ${res.status}`, doc, res);
 }
 
@@ -322,6 +324,14 @@ test('live answers match docs/openapi.yaml, every documented status provoked', {
         assert.equal(r.status, 405);
         check(p, 'POST', r);
         assert.equal(check(p, 'DELETE', await get(p, { method: 'DELETE' })).error.code, 'method_not_allowed');
+        assert.equal(check(p, 'OPTIONS', await get(p, { method: 'OPTIONS' })).error.code, 'method_not_allowed');
+        // HEAD: the GET's status and headers, no body.
+        const head = await get(p, { method: 'HEAD' });
+        assert.equal(head.status, 200, p);
+        assert.equal(head.body, '');
+        const getDoc = documentedResponse(p, 'GET', 200)[1];
+        assert.ok(Object.keys(getDoc.content).some((k) => mediaBase(k) === mediaBase(head.headers['content-type'])),
+            `HEAD ${p}: Content-Type ${head.headers['content-type']}`);
     }
 
     // ---- WebSocket: 101, then events of every kind validated
@@ -442,6 +452,11 @@ test('live answers match docs/openapi.yaml, every documented status provoked', {
         check(p, 'POST', post);
         assert.match(post.headers.allow, /GET/);
     }
+
+    // HEAD is not an upgrade.
+    const headChat = await get(`/api/chat?room=${room}`, { method: 'HEAD' });
+    assert.equal(headChat.status, 405);
+    assert.match(headChat.headers.allow, /GET/);
 
     // ---- upgrade refusals: 400, 401, 403, 426
     const wsUrl = srv.wsUrl(`/api/chat?room=${room}`);

@@ -120,7 +120,7 @@ static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct worker *w = arg;
-    if (w->accept_ev) event_add(w->accept_ev, NULL);
+    if (w->accept_ev && w->accepting) event_add(w->accept_ev, NULL);
 }
 
 void worker_begin_drain(struct worker *w, const char *why)
@@ -206,12 +206,34 @@ static void maybe_trim(struct worker *w)
     }
 }
 
+/* A new worker takes connections only once Redis (both links) and
+ * PostgreSQL answer, so its first clients are not refused with 503 while
+ * it connects; during a reload the old worker keeps taking this slot's
+ * connections meanwhile. A dependency that is down must not keep the
+ * worker from serving (/healthz, and 503 from /readyz) for long, though. */
+#define STARTUP_WAIT_MS 5000
+
+static void start_accepting_when_ready(struct worker *w)
+{
+    bool deps_up = redis_link_up(w->redis) && hub_subscriptions_up(w->hub) && pg_pool_up(w->pg);
+    if (!deps_up && timefmt_mono_ms() - w->started_ms < STARTUP_WAIT_MS) return;
+    if (!deps_up) log_warn("starting without redis or postgresql; /readyz says 503 until they answer");
+    w->accepting = true;
+    event_add(w->accept_ev, NULL);
+    char one = 'R';
+    if (write(w->ready_fd, &one, 1) != 1) log_warn("cannot tell the master we are ready");
+    close(w->ready_fd);
+    w->ready_fd = -1;
+    log_debug("worker ready instance=%s", w->instance_id);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct worker *w = arg;
     maybe_trim(w);
+    if (!w->accepting && !w->draining && w->accept_ev) start_accepting_when_ready(w);
     if (!w->draining) return;
     /* Once we no longer accept (replaced by a reload, master gone), the
      * HTTP connections we hold are answered before we go: a reload must
@@ -279,7 +301,9 @@ static int worker_init(struct worker *w, const struct worker_args *a)
         !w->tick_ev)
         return -1;
     struct timeval tick = {0, TICK_MS * 1000};
-    if (event_add(w->accept_ev, NULL) < 0 || event_add(w->master_ev, NULL) < 0 ||
+    w->ready_fd = a->ready_fd;
+    w->started_ms = timefmt_mono_ms();
+    if (event_add(w->master_ev, NULL) < 0 ||
         event_add(w->term_ev, NULL) < 0 || event_add(w->quit_ev, NULL) < 0 ||
         event_add(w->tick_ev, &tick) < 0)
         return -1;
@@ -307,6 +331,7 @@ static void worker_teardown(struct worker *w)
     if (w->tick_ev) event_free(w->tick_ev);
     if (w->base) event_base_free(w->base);
     if (w->spare_fd >= 0) close(w->spare_fd);
+    if (w->ready_fd >= 0) close(w->ready_fd);
 }
 
 int worker_main(const struct worker_args *a)
@@ -321,15 +346,12 @@ int worker_main(const struct worker_args *a)
     struct worker w;
     memset(&w, 0, sizeof w);
     w.spare_fd = -1;
+    w.ready_fd = -1;
     if (worker_init(&w, a) < 0) {
         log_error("worker cannot start: out of memory or no event base");
         worker_teardown(&w);
         return WORKER_EXIT_FATAL;
     }
-    char one = 'R';
-    if (write(a->ready_fd, &one, 1) != 1) log_warn("cannot tell the master we are ready");
-    close(a->ready_fd);
-    log_debug("worker ready instance=%s", a->instance_id);
     event_base_dispatch(w.base);
     worker_teardown(&w);
     return 0;

@@ -64,6 +64,9 @@ struct worker {
     struct conn_list http_conns;  /* plain HTTP connections */
     struct conn_list ws_conns;    /* upgraded WebSocket connections */
 
+    bool accepting;            /* taking connections (after start-up) */
+    int ready_fd;              /* to tell the master once accepting; -1 after */
+    int64_t started_ms;
     bool draining;             /* graceful stop in progress */
     uint32_t accepts_since_trim;
     int64_t last_trim_ms;

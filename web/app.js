@@ -96,6 +96,7 @@ function boot() {
 
 function showLogin(error, room) {
     if (S?.session) S.session.close();
+    clearTimers();
     S = null;
     document.title = 'chatd';
     ui.chat.hidden = true;
@@ -406,11 +407,14 @@ function regroup(el) {
         f.at >= p.at && f.at - p.at < GROUP_MS));
 }
 
-/** Puts el in its place and fixes the grouping around it. */
+/** Puts el in its place (moving it if it is in the list) and fixes the grouping around it. */
 function insert(el) {
+    const oldNext = el.parentNode ? el.nextElementSibling : null;
+    el.remove();
     place(el);
     regroup(el);
     regroup(el.nextElementSibling);
+    regroup(oldNext);
 }
 
 function detach(el) {
@@ -535,7 +539,14 @@ function renderMessage(e) {
                 onclick: () => deleteMessage(m.id) }, 'Delete'));
         }
     }
+    // Keyboard focus inside the message survives the re-render.
+    const had = e.el.contains(document.activeElement) ? document.activeElement : null;
+    const hadAct = had?.classList.contains('del') ? '.act.del' : '.act.edit';
     e.el.replaceChildren(gutter(m.user, m.created_at), h('div', { class: 'body' }, meta, body), actions);
+    if (had) {
+        const to = e.el.contains(had) ? had : e.el.querySelector(hadAct) || e.el.querySelector('.act') || ui.text;
+        to.focus({ preventScroll: true });
+    }
     facts.set(e.el, { uid: m.user?.id, at: Date.parse(m.created_at), deleted: Boolean(m.deleted_at) });
     regroup(e.el);
 }
@@ -546,7 +557,10 @@ function gutter(user, at) {
         at ? h('span', { class: 'side-time', 'aria-hidden': 'true' }, shortTime(at)) : null);
 }
 
-const short = (s) => (s.length > 40 ? `${s.slice(0, 40)}…` : s);
+const short = (s) => {
+    const cps = [...s];
+    return cps.length > 40 ? `${cps.slice(0, 40).join('')}…` : s;
+};
 
 function startEdit(id) {
     const e = S.messages.get(id);
@@ -774,6 +788,14 @@ ui.loginForm.addEventListener('submit', (ev) => {
     }
     sessionStorage.setItem(TOKEN_KEY, token);
     start(token, room);
+});
+
+// A token has no line breaks: Enter in its box submits.
+ui.tokenInput.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && !ev.shiftKey) {
+        ev.preventDefault();
+        ui.loginForm.requestSubmit();
+    }
 });
 
 ui.roomForm.addEventListener('submit', (ev) => {

@@ -13,7 +13,7 @@ export const ROOM_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 30000;
 const STABLE_MS = 10000;       // a connection up this long resets the backoff
-const MAX_TRIES = 8;           // resends after rate_limited / unavailable
+const MAX_TRIES = { rate_limited: 30, unavailable: 6 };   // resends before giving up
 const TYPING_EVERY_MS = 1100;  // the server drops more than one a second
 const REPLY_TIMEOUT_MS = 15000; // no ack or error by then: the link is broken
 
@@ -258,11 +258,10 @@ export class ChatSession {
             this.inflight = null;
             clearTimeout(this.replyTimer);
         }
-        if (ev.type === 'error' && (ev.code === 'rate_limited' || ev.code === 'unavailable') &&
-            item.tries < MAX_TRIES) {
+        if (ev.type === 'error' && item.tries < (MAX_TRIES[ev.code] ?? 0)) {
             item.tries++;
             const wait = ev.code === 'rate_limited'
-                ? Math.max(50, Number(ev.retry_after_ms) || 1000)
+                ? Math.max(100, Number(ev.retry_after_ms) || 1000)
                 : Math.min(8000, 1000 * 2 ** (item.tries - 1));
             item.timer = setTimeout(() => {
                 item.timer = null;

@@ -381,12 +381,28 @@ static struct pgc *pick(struct pg_pool *p)
     return best;
 }
 
+static int exec_on(struct pg_pool *p, struct pgc *c, const struct pg_stmt *stmts, int n,
+                   pg_done_fn done, void *arg);
+
 int pg_pool_exec(struct pg_pool *p, const struct pg_stmt *stmts, int n, pg_done_fn done,
                  void *arg)
 {
-    if (n < 1 || n > PG_POOL_MAX_STMTS) return -1;
-    struct pgc *c = pick(p);
-    if (!c) return -1;
+    return exec_on(p, pick(p), stmts, n, done, arg);
+}
+
+int pg_pool_exec_on(struct pg_pool *p, uint32_t shard, const struct pg_stmt *stmts, int n,
+                    pg_done_fn done, void *arg)
+{
+    struct pgc *c = &p->conns[shard % (uint32_t)p->size];
+    if (c->state != PGC_UP || c->inflight >= MAX_INFLIGHT) c = pick(p);
+    return exec_on(p, c, stmts, n, done, arg);
+}
+
+static int exec_on(struct pg_pool *p, struct pgc *c, const struct pg_stmt *stmts, int n,
+                   pg_done_fn done, void *arg)
+{
+    (void)p;
+    if (n < 1 || n > PG_POOL_MAX_STMTS || !c) return -1;
     struct pg_req *r = req_new(n, done, arg);
     if (!r) return -1;
     /* Failures found here are acted on from the loop: callers' done()

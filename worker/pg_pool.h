@@ -51,6 +51,13 @@ bool pg_pool_up(const struct pg_pool *p);
 int pg_pool_exec(struct pg_pool *p, const struct pg_stmt *stmts, int n, pg_done_fn done,
                  void *arg);
 
+/* The same on connection (shard % size) while it is up and not full, else
+ * on the least busy one. Requests sent on one connection commit in the
+ * order they were sent: callers that need an order (a room's writes) give
+ * them one shard. */
+int pg_pool_exec_on(struct pg_pool *p, uint32_t shard, const struct pg_stmt *stmts, int n,
+                    pg_done_fn done, void *arg);
+
 /* One statement, for convenience. */
 int pg_pool_query(struct pg_pool *p, int prepared, const char *sql, int nparams,
                   const char *const *values, pg_done_fn done, void *arg);

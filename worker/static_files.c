@@ -139,9 +139,12 @@ bool static_files_serve(struct http_req *req)
     for (int i = 0; i < s->count; i++) {
         const struct static_file *f = &s->files[i];
         if (strcmp(f->path, path) != 0) continue;
-        char headers[160];
+        char headers[256];
+        /* The client has buttons (delete) worth clickjacking: no framing. */
         snprintf(headers, sizeof headers,
-                 "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n");
+                 "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n"
+                 "X-Frame-Options: DENY\r\n"
+                 "Content-Security-Policy: frame-ancestors 'none'\r\n");
         http_reply(req->c, 200, f->type, f->data, f->len, headers);
         return true;
     }

@@ -35,25 +35,46 @@ struct post_req {
 
 struct batch {
     struct store *s;
+    uint32_t shard;
     int n;
     struct post_req *reqs[BATCH_MAX];
 };
 
-struct store {
-    struct worker *w;
+/* New messages wait per shard, one shard per pool connection: a room's
+ * messages always travel on the same connection, so they commit in the
+ * order they were sent (and the room's lock is not fought over by this
+ * worker's own connections). */
+#define STORE_MAX_SHARDS 64
+
+struct shard_queue {
     struct post_req *head, *tail;
     int npending;
+};
+
+struct store {
+    struct worker *w;
+    int nshards;
+    int npending;
+    struct shard_queue shards[STORE_MAX_SHARDS];
     struct event *flush_ev;
 };
 
-static void flush_batch(struct store *s);
+static uint32_t room_shard(const struct store *s, const char *room)
+{
+    uint32_t h = 2166136261u;
+    for (; *room; room++) h = (h ^ (uint8_t)*room) * 16777619u;
+    return h % (uint32_t)s->nshards;
+}
+
+static void flush_batch(struct store *s, uint32_t shard);
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct store *s = arg;
-    while (s->npending > 0) flush_batch(s);
+    for (int i = 0; i < s->nshards; i++)
+        while (s->shards[i].npending > 0) flush_batch(s, (uint32_t)i);
 }
 
 struct store *store_new(struct worker *w)
@@ -61,6 +82,8 @@ struct store *store_new(struct worker *w)
     struct store *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->w = w;
+    s->nshards = w->cfg->pg_pool_size < STORE_MAX_SHARDS ? w->cfg->pg_pool_size : STORE_MAX_SHARDS;
+    if (s->nshards < 1) s->nshards = 1;
     s->flush_ev = event_new(w->base, -1, 0, on_flush, s);
     if (!s->flush_ev) {
         free(s);
@@ -72,11 +95,13 @@ struct store *store_new(struct worker *w)
 void store_free(struct store *s)
 {
     if (!s) return;
-    while (s->head) {
-        struct post_req *r = s->head;
-        s->head = r->next;
-        r->fn(r->arg, NULL);
-        free(r);
+    for (int i = 0; i < s->nshards; i++) {
+        while (s->shards[i].head) {
+            struct post_req *r = s->shards[i].head;
+            s->shards[i].head = r->next;
+            r->fn(r->arg, NULL);
+            free(r);
+        }
     }
     event_free(s->flush_ev);
     free(s);
@@ -143,7 +168,7 @@ static void send_batch(struct store *s, struct batch *b)
         stmts[i] = (struct pg_stmt){
             .prepared = STORE_POST, .nparams = 5, .values = b->reqs[i]->values};
     }
-    if (pg_pool_exec(s->w->pg, stmts, b->n, on_batch, b) < 0) fail_batch(b);
+    if (pg_pool_exec_on(s->w->pg, b->shard, stmts, b->n, on_batch, b) < 0) fail_batch(b);
 }
 
 static void resend_one_by_one(struct store *s, struct batch *b)
@@ -156,6 +181,7 @@ static void resend_one_by_one(struct store *s, struct batch *b)
             continue;
         }
         one->s = s;
+        one->shard = b->shard;
         one->n = 1;
         one->reqs[0] = b->reqs[i];
         send_batch(s, one);
@@ -178,27 +204,31 @@ static void sort_by_room(struct batch *b)
     }
 }
 
-static void flush_batch(struct store *s)
+static void flush_batch(struct store *s, uint32_t shard)
 {
+    struct shard_queue *q = &s->shards[shard];
     struct batch *b = malloc(sizeof *b);
     if (!b) {
         /* Fail just the oldest request; the rest try again next time. */
-        struct post_req *r = s->head;
-        s->head = r->next;
-        if (!s->head) s->tail = NULL;
+        struct post_req *r = q->head;
+        q->head = r->next;
+        if (!q->head) q->tail = NULL;
+        q->npending--;
         s->npending--;
         r->fn(r->arg, NULL);
         free(r);
         return;
     }
     b->s = s;
+    b->shard = shard;
     b->n = 0;
-    while (s->head && b->n < BATCH_MAX) {
-        struct post_req *r = s->head;
-        s->head = r->next;
+    while (q->head && b->n < BATCH_MAX) {
+        struct post_req *r = q->head;
+        q->head = r->next;
         b->reqs[b->n++] = r;
     }
-    if (!s->head) s->tail = NULL;
+    if (!q->head) q->tail = NULL;
+    q->npending -= b->n;
     s->npending -= b->n;
     sort_by_room(b);
     send_batch(s, b);
@@ -230,9 +260,11 @@ int store_post(struct store *s, const char *room, const char *user_id, const cha
     r->arg = arg;
     char *p = r->buf;
     for (int i = 0; i < 5; i++) p = copy_into(p, src[i], &r->values[i]);
-    if (s->tail) s->tail->next = r;
-    else s->head = r;
-    s->tail = r;
+    struct shard_queue *q = &s->shards[room_shard(s, room)];
+    if (q->tail) q->tail->next = r;
+    else q->head = r;
+    q->tail = r;
+    q->npending++;
     /* Everything queued in this loop turn leaves together at its end. */
     if (++s->npending == 1) event_active(s->flush_ev, 0, 0);
     return 0;
@@ -268,6 +300,8 @@ static void on_change(void *arg, PGresult *const *res, int n, const char *err)
     free(cr);
 }
 
+/* values[0] is the room: on the room's shard, an edit right behind its
+ * message keeps their order. */
 static int exec_change(struct store *s, enum store_stmt stmt, int nparams, const char *const *values,
                        enum metric_id stored, store_change_fn fn, void *arg)
 {
@@ -276,7 +310,8 @@ static int exec_change(struct store *s, enum store_stmt stmt, int nparams, const
     cr->fn = fn;
     cr->arg = arg;
     cr->stored = stored;
-    if (pg_pool_query(s->w->pg, (int)stmt, NULL, nparams, values, on_change, cr) < 0) {
+    struct pg_stmt st = {.prepared = (int)stmt, .nparams = nparams, .values = values};
+    if (pg_pool_exec_on(s->w->pg, room_shard(s, values[0]), &st, 1, on_change, cr) < 0) {
         free(cr);
         return -1;
     }

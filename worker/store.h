@@ -10,7 +10,9 @@
  *
  * New messages are batched: those made in one loop turn travel as one
  * pipelined transaction, sorted by room so that concurrent batches take
- * room locks in one order and cannot deadlock. That is where durable
+ * room locks in one order and cannot deadlock. A room's writes always use
+ * the same pool connection (its shard), so they commit in the order they
+ * were made: one user's quick succession of messages keeps its order. That is where durable
  * throughput comes from; when idle a batch is one message and leaves at
  * the end of the turn, adding no latency. */
 

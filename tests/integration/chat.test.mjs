@@ -146,6 +146,29 @@ test('fan-out: concurrent senders on both workers; every client sees one gapless
     assert.equal(await psql(`SELECT count(*) FROM messages WHERE room = '${room}'`), String(n));
 });
 
+test('order: messages sent back to back on one connection are stored in the order sent', async (t) => {
+    // Several pool connections per worker: without per-room routing the
+    // batches of one burst could commit in any order.
+    const srv = await startChatd({ t, workers: 2, env: { ...NO_RATE, CHAT_PG_POOL_SIZE: 4 } });
+    const room = roomName('order');
+    const tok = srv.token({ sub: `u-${rnd()}`, role: 'member' });
+    const c = await client(t, srv, room, tok);
+    const watcher = await client(t, srv, room, srv.token({ sub: `w-${rnd()}`, role: 'viewer' }));
+    for (let round = 0; round < 3; round++) {
+        const refs = Array.from({ length: 30 }, (_, i) => `o${round}-${i}`);
+        for (const ref of refs) await c.send({ type: 'message', text: ref, ref });
+        const acks = [];
+        for (const ref of refs) acks.push(await reply(c, ref));
+        for (const a of acks) assert.equal(a.type, 'ack', JSON.stringify(a));
+        const seqs = acks.map((a) => a.seq);
+        assert.deepEqual(seqs, [...seqs].sort((x, y) => x - y), `round ${round}: seq follows send order`);
+        const ids = acks.map((a) => a.id);
+        assert.deepEqual(ids, [...ids].sort((x, y) => x - y), `round ${round}: ids follow send order`);
+        const seen = await take(watcher, 'message', refs.length);
+        assert.deepEqual(seen.map((m) => m.text), refs, `round ${round}: others see the send order`);
+    }
+});
+
 test('fan-out: a message reaches its room on both workers, the sender included, and no other room', async (t) => {
     const srv = await startChatd({ t, workers: 2, env: NO_RATE });
     const room = roomName('iso');

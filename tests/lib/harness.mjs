@@ -376,7 +376,7 @@ export async function startChatd(opts = {}) {
 
 async function launchChatd(port, {
     workers = 2, env: extraEnv = {}, args = [], prefix, secret, t,
-    startTimeoutMs = 10000, bin = path.join(ROOT, 'bin/chatd'), logLines = 2000,
+    startTimeoutMs = 10000, bin = process.env.CHATD_BIN ?? path.join(ROOT, 'bin/chatd'), logLines = 2000,
 } = {}) {
     if (!fs.existsSync(bin)) throw new Error(`startChatd: ${bin} does not exist (run make)`);
     secret ??= crypto.randomBytes(32).toString('hex');

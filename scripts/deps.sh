@@ -8,7 +8,11 @@ cd "$(dirname "$0")/.."
 pkgs=(build-essential pkg-config libevent-dev libhiredis-dev libpq-dev
       libjansson-dev libcmocka-dev libssl-dev libwebsockets-dev
       redis-server postgresql postgresql-contrib clang libclang-rt-14-dev
-      curl haproxy procps iproute2 util-linux)
+      curl haproxy procps iproute2 util-linux
+      # Browser tests (headless) and a sans-serif font for their screenshots.
+      chromium fonts-liberation
+      # Debugging and measurement (valgrind for the leak check of a worker).
+      gdb valgrind)
 # A Node from elsewhere (NodeSource, nvm) ships its own npm, and Debian's
 # npm package would conflict with it or shadow it.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

@@ -54,22 +54,28 @@ void metrics_retire(int proc_index)
                        __atomic_exchange_n(&b->hist_sum_us, 0, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
 }
 
+/* A block has one writer (its process), so a plain load and store is
+ * enough; relaxed atomics only keep readers from seeing torn values. A
+ * locked add per frame cost 14% of a fan-out's CPU. */
 void metrics_add(enum metric_id id, uint64_t n)
 {
-    __atomic_fetch_add(&mine->v[id], n, __ATOMIC_RELAXED);
+    __atomic_store_n(&mine->v[id], __atomic_load_n(&mine->v[id], __ATOMIC_RELAXED) + n,
+                     __ATOMIC_RELAXED);
 }
 
 void metrics_gauge(enum metric_id id, int64_t delta)
 {
-    __atomic_fetch_add(&mine->v[id], (uint64_t)delta, __ATOMIC_RELAXED);
+    metrics_add(id, (uint64_t)delta);
 }
 
 void metrics_observe_latency_us(uint64_t us)
 {
     int b = 0;
     while (b < METRICS_LATENCY_BUCKETS && us > metrics_latency_bounds_us[b]) b++;
-    __atomic_fetch_add(&mine->hist[b], 1, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&mine->hist_sum_us, us, __ATOMIC_RELAXED);
+    __atomic_store_n(&mine->hist[b], __atomic_load_n(&mine->hist[b], __ATOMIC_RELAXED) + 1,
+                     __ATOMIC_RELAXED);
+    __atomic_store_n(&mine->hist_sum_us,
+                     __atomic_load_n(&mine->hist_sum_us, __ATOMIC_RELAXED) + us, __ATOMIC_RELAXED);
 }
 
 static void sum(struct metrics_block *out)

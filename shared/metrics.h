@@ -5,8 +5,7 @@
  *
  * The master maps one shared anonymous region before it forks; each worker
  * process writes only its own block (the master's process-table index),
- * with relaxed atomic adds because a retiring and a replacing worker may
- * briefly share nothing but the region. Any worker renders the sum. When
+ * so updates need no lock: one writer per block, readers sum. Any worker renders the sum. When
  * a worker dies the master folds its counters into the "retired" block and
  * drops its gauges, so counters never go backwards and gauges never keep a
  * dead process's connections. Without metrics_init_shared (unit tests,

@@ -50,9 +50,10 @@ static void on_read(struct bufferevent *bev, void *arg)
 
 static void on_write(struct bufferevent *bev, void *arg)
 {
+    (void)bev;
     struct conn *c = arg;
     conn_ref(c);
-    if (c->close_after_flush && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+    if (c->close_after_flush && conn_unsent(c) == 0) {
         conn_close(c);
     } else if (c->kind == CONN_WS) {
         ws_conn_on_drain(c);
@@ -130,7 +131,7 @@ void conn_close_after_flush(struct conn *c)
 {
     if (c->closed) return;
     c->close_after_flush = true;
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+    if (conn_unsent(c) == 0) {
         conn_close(c);
         return;
     }
@@ -149,7 +150,8 @@ void conn_unref(struct conn *c)
 
 size_t conn_unsent(const struct conn *c)
 {
-    return c->bev ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
+    if (!c->bev) return 0;
+    return evbuffer_get_length(bufferevent_get_output(c->bev)) + ws_conn_queued(c);
 }
 
 void conn_become_ws(struct conn *c)

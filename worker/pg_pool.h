@@ -23,7 +23,7 @@
 struct event_base;
 struct pg_pool;
 
-#define PG_POOL_MAX_STMTS 64
+#define PG_POOL_MAX_STMTS 256
 
 /* Statements every connection prepares once after connecting. */
 struct pg_prepared {

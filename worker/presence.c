@@ -41,8 +41,10 @@
     "  local ev = nil\n"                                                                    \
     "  if before <= 0 and after > 0 then\n"                                                 \
     "    redis.call('SADD', p .. 'online:' .. room, user); ev = 'join'\n"                   \
+    "    redis.call('HSET', p .. 'room_names:' .. room, user, name)\n"                       \
     "  elseif before > 0 and after <= 0 then\n"                                             \
     "    redis.call('SREM', p .. 'online:' .. room, user); ev = 'leave'\n"                  \
+    "    redis.call('HDEL', p .. 'room_names:' .. room, user)\n"                             \
     "  end\n"                                                                               \
     "  if ev then\n"                                                                        \
     "    redis.call('PUBLISH', p .. 'room:' .. room, 'p ' .. user .. '\\n' .. cjson.encode(\n"  \
@@ -85,14 +87,10 @@ static struct redis_script apply_script = {
     "    end\n"
     "  end\n"
     "end\n"
-    "local out = {}\n"
-    "if ARGV[5] ~= '' then\n"
-    "  for _, id in ipairs(redis.call('SMEMBERS', p .. 'online:' .. ARGV[5])) do\n"
-    "    out[#out + 1] = id\n"
-    "    out[#out + 1] = redis.call('HGET', p .. 'user:' .. id, 'name') or id\n"
-    "  end\n"
-    "end\n"
-    "return out\n",
+    /* One HGETALL, not a lookup per member: a room filling up would
+     * cost O(n^2) lookups otherwise. */
+    "if ARGV[5] ~= '' then return redis.call('HGETALL', p .. 'room_names:' .. ARGV[5]) end\n"
+    "return {}\n",
 };
 
 /* ARGV: prefix, own instance, alive_ms, predecessor ('' none). Refreshes
@@ -131,10 +129,9 @@ static struct redis_script reap_script = {
 static struct redis_script list_script = {
     .body =
     "local p = ARGV[1]\n"
-    "local key = p .. 'online'\n"
-    "if ARGV[2] ~= '' then key = p .. 'online:' .. ARGV[2] end\n"
+    "if ARGV[2] ~= '' then return redis.call('HGETALL', p .. 'room_names:' .. ARGV[2]) end\n"
     "local out = {}\n"
-    "for _, id in ipairs(redis.call('SMEMBERS', key)) do\n"
+    "for _, id in ipairs(redis.call('SMEMBERS', p .. 'online')) do\n"
     "  out[#out + 1] = id\n"
     "  out[#out + 1] = redis.call('HGET', p .. 'user:' .. id, 'name') or id\n"
     "end\n"

@@ -7,12 +7,13 @@
 
 #include <event2/event.h>
 
+#include "shared/jsonw.h"
 #include "shared/log.h"
 #include "shared/metrics.h"
 #include "worker/worker.h"
 
 const struct pg_prepared store_prepared[STORE_NSTMTS] = {
-    [STORE_POST] = {"chat_post", "SELECT id, seq, created_at, payload, duplicate FROM chat_post($1, $2, $3, $4, $5)", 5},
+    [STORE_POST] = {"chat_post_batch", "SELECT ord, id, seq, created_at, payload, duplicate FROM chat_post_batch($1::json)", 1},
     [STORE_EDIT] = {"chat_edit", "SELECT status, seq, edited_at, payload FROM chat_edit($1, $2::bigint, $3, $4, $5::integer, $6)", 6},
     [STORE_DELETE] = {"chat_delete", "SELECT status, seq, deleted_at, payload FROM chat_delete($1, $2::bigint, $3, $4::boolean, $5)", 5},
     [STORE_LAST_SEQ] = {"chat_last_seq", "SELECT coalesce((SELECT seq FROM rooms WHERE name = $1), 0)", 1},
@@ -43,12 +44,19 @@ struct batch {
 /* New messages wait per shard, one shard per pool connection: a room's
  * messages always travel on the same connection, so they commit in the
  * order they were sent (and the room's lock is not fought over by this
- * worker's own connections). */
+ * worker's own connections).
+ *
+ * Group commit: a shard has at most one batch in flight. While it
+ * commits (an fsync), new messages gather, and leave together as the next
+ * batch the moment it is done. Idle, a message leaves at the end of its
+ * loop turn alone; under load batches grow by themselves, one commit per
+ * batch instead of one per message. */
 #define STORE_MAX_SHARDS 64
 
 struct shard_queue {
     struct post_req *head, *tail;
     int npending;
+    int inflight;           /* batches sent, not yet answered */
 };
 
 struct store {
@@ -74,7 +82,14 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct store *s = arg;
     for (int i = 0; i < s->nshards; i++)
-        while (s->shards[i].npending > 0) flush_batch(s, (uint32_t)i);
+        if (s->shards[i].npending > 0 && s->shards[i].inflight == 0) flush_batch(s, (uint32_t)i);
+}
+
+/* A batch of the shard is answered: the next one may leave. */
+static void batch_done(struct store *s, uint32_t shard)
+{
+    struct shard_queue *q = &s->shards[shard];
+    if (--q->inflight == 0 && q->npending > 0) flush_batch(s, shard);
 }
 
 struct store *store_new(struct worker *w)
@@ -109,11 +124,14 @@ void store_free(struct store *s)
 
 static void fail_batch(struct batch *b)
 {
+    struct store *s = b->s;
+    uint32_t shard = b->shard;
     for (int i = 0; i < b->n; i++) {
         b->reqs[i]->fn(b->reqs[i]->arg, NULL);
         free(b->reqs[i]);
     }
     free(b);
+    batch_done(s, shard);
 }
 
 static bool result_ok(PGresult *r)
@@ -126,49 +144,100 @@ static void resend_one_by_one(struct store *s, struct batch *b);
 static void on_batch(void *arg, PGresult *const *res, int n, const char *err)
 {
     struct batch *b = arg;
-    bool all_ok = res != NULL && n == b->n;
-    for (int i = 0; all_ok && i < n; i++) all_ok = result_ok(res[i]);
-    if (!all_ok) {
-        /* A statement's error rolls back the whole batch. When the link
-         * still stands, one message was bad, not the database: give
-         * every other message its own transaction. */
-        if (res && b->n > 1) {
-            log_warn("message batch of %d failed; storing them one by one", b->n);
+    PGresult *r = res && n == 1 ? res[0] : NULL;
+    if (!r || PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != b->n) {
+        /* The batch is one transaction: nothing of it was stored. When
+         * the link still stands, one message was bad, not the database:
+         * give every message its own transaction. */
+        if (r && b->n > 1) {
+            log_warn("message batch of %d failed (%s); storing them one by one", b->n,
+                     PQresultErrorMessage(r));
             resend_one_by_one(b->s, b);
             return;
         }
-        if (res && n > 0 && res[0] && PQresultStatus(res[0]) == PGRES_FATAL_ERROR)
-            log_warn("storing a message failed: %s", PQresultErrorMessage(res[0]));
+        if (r && PQresultStatus(r) == PGRES_FATAL_ERROR)
+            log_warn("storing a message failed: %s", PQresultErrorMessage(r));
         else if (err)
             log_debug("message batch lost: %s", err);
         fail_batch(b);
         return;
     }
-    for (int i = 0; i < n; i++) {
-        PGresult *r = res[i];
+    for (int row = 0; row < b->n; row++) {
+        long ord = strtol(PQgetvalue(r, row, 0), NULL, 10);
+        if (ord < 1 || ord > b->n || !b->reqs[ord - 1]) continue;
         struct store_change ch = {
             .status = "ok",
-            .id = strtoll(PQgetvalue(r, 0, 0), NULL, 10),
-            .seq = strtoll(PQgetvalue(r, 0, 1), NULL, 10),
-            .at = PQgetvalue(r, 0, 2),
-            .payload = PQgetisnull(r, 0, 3) ? NULL : PQgetvalue(r, 0, 3),
-            .duplicate = PQgetvalue(r, 0, 4)[0] == 't',
+            .id = strtoll(PQgetvalue(r, row, 1), NULL, 10),
+            .seq = strtoll(PQgetvalue(r, row, 2), NULL, 10),
+            .at = PQgetvalue(r, row, 3),
+            .payload = PQgetisnull(r, row, 4) ? NULL : PQgetvalue(r, row, 4),
+            .duplicate = PQgetvalue(r, row, 5)[0] == 't',
         };
         if (!ch.duplicate) metrics_add(METRIC_MESSAGES_STORED, 1);
-        b->reqs[i]->fn(b->reqs[i]->arg, &ch);
+        struct post_req *req = b->reqs[ord - 1];
+        b->reqs[ord - 1] = NULL;
+        req->fn(req->arg, &ch);
+        free(req);
+    }
+    /* A row the function did not return (it returns every one) would
+     * leave its request unanswered: answer it as unavailable. */
+    for (int i = 0; i < b->n; i++) {
+        if (!b->reqs[i]) continue;
+        b->reqs[i]->fn(b->reqs[i]->arg, NULL);
         free(b->reqs[i]);
     }
+    struct store *s = b->s;
+    uint32_t shard = b->shard;
     free(b);
+    batch_done(s, shard);
+}
+
+static void send_batch(struct store *s, struct batch *b);
+
+/* The batch as chat_post_batch's argument: [[room, user, name, text,
+ * ref], ...]. Returns a malloc'd string or NULL. */
+static char *batch_json(const struct batch *b)
+{
+    /* Escaping grows a byte to at most 6 (\u00XX). */
+    size_t cap = 16;
+    for (int i = 0; i < b->n; i++)
+        for (int k = 0; k < 5; k++)
+            cap += (b->reqs[i]->values[k] ? strlen(b->reqs[i]->values[k]) * 6 : 0) + 8;
+    char *buf = malloc(cap);
+    if (!buf) return NULL;
+    struct jsonw w;
+    jsonw_init(&w, buf, cap);
+    jsonw_raw(&w, "[");
+    for (int i = 0; i < b->n; i++) {
+        jsonw_raw(&w, i ? ",[" : "[");
+        for (int k = 0; k < 5; k++) {
+            if (k) jsonw_raw(&w, ",");
+            if (b->reqs[i]->values[k]) jsonw_cstr(&w, b->reqs[i]->values[k]);
+            else jsonw_raw(&w, "null");
+        }
+        jsonw_raw(&w, "]");
+    }
+    jsonw_raw(&w, "]");
+    if (jsonw_finish(&w) < 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
 }
 
 static void send_batch(struct store *s, struct batch *b)
 {
-    struct pg_stmt stmts[BATCH_MAX];
-    for (int i = 0; i < b->n; i++) {
-        stmts[i] = (struct pg_stmt){
-            .prepared = STORE_POST, .nparams = 5, .values = b->reqs[i]->values};
+    s->shards[b->shard].inflight++;
+    char *json = batch_json(b);
+    if (!json) {
+        fail_batch(b);
+        return;
     }
-    if (pg_pool_exec_on(s->w->pg, b->shard, stmts, b->n, on_batch, b) < 0) fail_batch(b);
+    const char *values[1] = {json};
+    struct pg_stmt stmt = {.prepared = STORE_POST, .nparams = 1, .values = values};
+    int r = pg_pool_exec_on(s->w->pg, b->shard, &stmt, 1, on_batch, b);
+    free(json); /* libpq copied it into its output buffer */
+    if (r < 0) fail_batch(b);
 }
 
 static void resend_one_by_one(struct store *s, struct batch *b)
@@ -186,7 +255,10 @@ static void resend_one_by_one(struct store *s, struct batch *b)
         one->reqs[0] = b->reqs[i];
         send_batch(s, one);
     }
+    uint32_t shard = b->shard;
     free(b);
+    /* The failed batch is answered; its messages are in flight again. */
+    batch_done(s, shard);
 }
 
 /* Orders a batch by room, keeping each room's messages in arrival order

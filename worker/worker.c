@@ -24,6 +24,7 @@
 #include "worker/redis_link.h"
 #include "worker/static_files.h"
 #include "worker/ws_conn.h"
+#include "worker/ws_out.h"
 
 /* Connections accepted per wake-up: enough to take a burst quickly,
  * bounded so a flood cannot starve the connections we already have. */
@@ -259,6 +260,13 @@ static void on_redis_state(struct redis_link *l, bool up, void *arg)
     if (w->presence) presence_on_link(w->presence, up);
 }
 
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ws_out_flush_dirty(arg);
+}
+
 static void close_all(struct conn_list *l)
 {
     while (l->head) conn_close(l->head);
@@ -297,8 +305,9 @@ static int worker_init(struct worker *w, const struct worker_args *a)
     w->term_ev = evsignal_new(w->base, SIGTERM, on_term, w);
     w->quit_ev = evsignal_new(w->base, SIGQUIT, on_term, w);
     w->tick_ev = event_new(w->base, -1, EV_PERSIST, on_tick, w);
+    w->flush_ev = event_new(w->base, -1, 0, on_flush, w);
     if (!w->accept_ev || !w->accept_resume_ev || !w->master_ev || !w->term_ev || !w->quit_ev ||
-        !w->tick_ev)
+        !w->tick_ev || !w->flush_ev)
         return -1;
     struct timeval tick = {0, TICK_MS * 1000};
     w->ready_fd = a->ready_fd;
@@ -314,6 +323,7 @@ static void worker_teardown(struct worker *w)
 {
     close_all(&w->ws_conns);
     close_all(&w->http_conns);
+    if (w->flush_ev) ws_out_flush_dirty(w); /* closed ones: only drops references */
     if (w->hub) hub_free(w->hub);
     /* Requests in flight call back into closed connections, which only
      * drop their references. */
@@ -329,6 +339,7 @@ static void worker_teardown(struct worker *w)
     if (w->term_ev) event_free(w->term_ev);
     if (w->quit_ev) event_free(w->quit_ev);
     if (w->tick_ev) event_free(w->tick_ev);
+    if (w->flush_ev) event_free(w->flush_ev);
     if (w->base) event_base_free(w->base);
     if (w->spare_fd >= 0) close(w->spare_fd);
     if (w->ready_fd >= 0) close(w->ready_fd);

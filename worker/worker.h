@@ -61,6 +61,9 @@ struct worker {
     struct event *quit_ev;
     struct event *tick_ev;
 
+    struct conn *dirty_head;      /* connections with frames to write (ws_out.h) */
+    struct event *flush_ev;       /* writes them at the end of the loop turn */
+
     struct conn_list http_conns;  /* plain HTTP connections */
     struct conn_list ws_conns;    /* upgraded WebSocket connections */
 

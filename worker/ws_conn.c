@@ -15,6 +15,7 @@
 #include "worker/worker.h"
 #include "worker/ws_frame.h"
 #include "worker/ws_handshake.h"
+#include "worker/ws_out.h"
 
 /* After we sent a close frame, the peer has this long to answer it (and
  * to take what we still had to send) before the socket is dropped. */
@@ -27,6 +28,7 @@ enum ws_state { WS_OPEN, WS_CLOSE_SENT };
 
 struct ws_session {
     struct ws_decoder dec;
+    struct ws_out out;
     struct evbuffer *frag;       /* a fragmented message so far; NULL until needed */
     struct chat_session *chat;   /* owned */
     uint64_t id;
@@ -39,9 +41,14 @@ static uint64_t next_conn_id = 1;
 struct chat_session *ws_conn_chat(const struct conn *c) { return c->ws ? c->ws->chat : NULL; }
 uint64_t ws_conn_id(const struct conn *c) { return c->ws ? c->ws->id : 0; }
 
+struct ws_out *ws_conn_out(struct conn *c) { return c->ws ? &c->ws->out : NULL; }
+
+size_t ws_conn_queued(const struct conn *c) { return c->ws ? c->ws->out.bytes : 0; }
+
 void ws_session_free(struct ws_session *s)
 {
     if (!s) return;
+    ws_out_clear(&s->out);
     if (s->frag) evbuffer_free(s->frag);
     chat_session_free(s->chat);
     free(s);
@@ -125,25 +132,11 @@ int ws_conn_accept(struct conn *c, const char *accept_key, struct chat_session *
     return 0;
 }
 
-static void on_shared_done(const void *data, size_t len, void *arg)
-{
-    (void)data;
-    (void)len;
-    ws_shared_release(arg);
-}
+static struct ws_shared *frame_new(uint8_t opcode, const void *payload, size_t len);
 
 struct ws_shared *ws_shared_new_text(const char *payload, size_t len)
 {
-    uint8_t head[WS_FRAME_HEADER_MAX];
-    size_t hl = ws_frame_header_encode(head, WS_OP_TEXT, len);
-    if (len > UINT32_MAX - hl) return NULL;
-    struct ws_shared *f = malloc(sizeof *f + hl + len);
-    if (!f) return NULL;
-    f->refs = 1;
-    f->len = (uint32_t)(hl + len);
-    memcpy(f->data, head, hl);
-    memcpy(f->data + hl, payload, len);
-    return f;
+    return frame_new(WS_OP_TEXT, payload, len);
 }
 
 void ws_shared_release(struct ws_shared *f)
@@ -174,36 +167,40 @@ static bool make_room(struct conn *c, size_t len)
     return true;
 }
 
-static void send_frame(struct conn *c, uint8_t opcode, const void *payload, size_t len)
+static struct ws_shared *frame_new(uint8_t opcode, const void *payload, size_t len)
 {
     uint8_t head[WS_FRAME_HEADER_MAX];
     size_t hl = ws_frame_header_encode(head, opcode, len);
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    evbuffer_add(out, head, hl);
-    if (len) evbuffer_add(out, payload, len);
-    metrics_add(METRIC_FRAMES_OUT, 1);
-    metrics_add(METRIC_BYTES_OUT, hl + len);
+    if (len > UINT32_MAX - hl) return NULL;
+    struct ws_shared *f = malloc(sizeof *f + hl + len);
+    if (!f) return NULL;
+    f->refs = 1;
+    f->len = (uint32_t)(hl + len);
+    memcpy(f->data, head, hl);
+    if (len) memcpy(f->data + hl, payload, len);
+    return f;
+}
+
+/* A frame for this connection alone (control frames, acks, errors). */
+static int send_frame(struct conn *c, uint8_t opcode, const void *payload, size_t len)
+{
+    struct ws_shared *f = frame_new(opcode, payload, len);
+    if (!f) return -1;
+    int r = ws_out_push(c, &c->ws->out, f);
+    ws_shared_release(f);
+    return r;
 }
 
 int ws_conn_send_text(struct conn *c, const char *payload, size_t len)
 {
     if (!make_room(c, len + WS_FRAME_HEADER_MAX)) return -1;
-    send_frame(c, WS_OP_TEXT, payload, len);
-    return 0;
+    return send_frame(c, WS_OP_TEXT, payload, len);
 }
 
 int ws_conn_send_shared(struct conn *c, struct ws_shared *f)
 {
     if (!make_room(c, f->len)) return -1;
-    f->refs++;
-    if (evbuffer_add_reference(bufferevent_get_output(c->bev), f->data, f->len, on_shared_done,
-                               f) < 0) {
-        f->refs--;
-        return -1;
-    }
-    metrics_add(METRIC_FRAMES_OUT, 1);
-    metrics_add(METRIC_BYTES_OUT, f->len);
-    return 0;
+    return ws_out_push(c, &c->ws->out, f);
 }
 
 /* Our half of the close handshake: the frame, and the chat is over. */

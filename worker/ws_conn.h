@@ -14,6 +14,7 @@ struct conn;
 struct http_req;
 struct ws_session;
 struct chat_session;
+struct ws_out;
 
 /* GET /api/chat: checks the handshake headers (400/426), then asks the
  * admission policy (chat_admit), which answers with an HTTP error or
@@ -63,6 +64,11 @@ void ws_conn_on_close(struct conn *c);
 void ws_session_free(struct ws_session *s);
 
 struct chat_session *ws_conn_chat(const struct conn *c);
+
+/* The connection's output queue (ws_out.h), NULL before the upgrade;
+ * and how many bytes wait in it. */
+struct ws_out *ws_conn_out(struct conn *c);
+size_t ws_conn_queued(const struct conn *c);
 uint64_t ws_conn_id(const struct conn *c);
 
 #endif

@@ -114,7 +114,8 @@ static void usage(FILE *f)
 		"  --duration S              measured window, seconds [10]\n"
 		"  --warmup S                sending before the window, not counted [2]\n"
 		"  --drain S                 waiting after the window for late deliveries [2]\n"
-		"  --size B                  message text bytes [100]\n"
+		"  --size B                  message text bytes; the server's max_text_chars\n"
+		"                            (2000 by default) bounds it [100]\n"
 		"  --procs P                 client processes (each one libevent loop) [1]\n"
 		"  --source-addrs N          bind connections to 127.0.0.2 .. 127.0.0.N+1\n"
 		"                            [auto: 1 per 25000 conns on loopback, else 0]\n"
@@ -339,6 +340,8 @@ static void send_close(struct bconn *c, uint16_t code)
 	send_control(c, WS_OP_CLOSE, p, 2);
 }
 
+static void maybe_ready(void);
+
 static void connect_done(struct bconn *c, bool ok, int64_t now)
 {
 	(void)c;
@@ -348,6 +351,7 @@ static void connect_done(struct bconn *c, bool ok, int64_t now)
 		C.st.conns_failed++;
 	if (C.st.connect_last_us < now)
 		C.st.connect_last_us = now;
+	maybe_ready();
 }
 
 static void on_restart(evutil_socket_t fd, short what, void *arg)
@@ -465,6 +469,11 @@ static void on_text(struct bconn *c, const uint8_t *p, size_t n, bool complete, 
 		return;
 	}
 	case WSC_ERROR: {
+		/* Counted with the window's sends (by the ref's send time), so
+		 * that sent = acked + errors + unanswered; refless ones always. */
+		uint64_t seq, send_us;
+		if (wsc_parse_ref(p, n, &seq, &send_us) == 0 && !in_window((int64_t)send_us))
+			return;
 		char code[32];
 		wsc_error_code(p, n, code, sizeof code);
 		if (strcmp(code, "rate_limited") == 0)
@@ -1362,11 +1371,13 @@ int main(int argc, char **argv)
 			       members_total, O.senders, O.rate, O.size);
 		printf(", %g s window (+%g s warm-up), %d procs, %d source addrs\n", dur, O.warmup_s,
 		       O.procs, O.source_addrs);
-		printf("  connections       %" PRIu64 " ok, %" PRIu64
-		       " failed; failures: connect %" PRIu64 ", http %" PRIu64 " [last status %" PRIu64
+		if (O.mode == MODE_LOAD)
+			printf("  connections       %" PRIu64 " ok, %" PRIu64 " failed\n", tot->conns_ok,
+			       tot->conns_failed);
+		printf("  failures          connect %" PRIu64 ", http %" PRIu64 " [last status %" PRIu64
 		       "], timeout %" PRIu64 ", closed %" PRIu64 ", protocol %" PRIu64 "\n",
-		       tot->conns_ok, tot->conns_failed, tot->fail_connect, tot->fail_http,
-		       tot->http_status_last, tot->fail_timeout, tot->fail_closed, tot->fail_proto);
+		       tot->fail_connect, tot->fail_http, tot->http_status_last, tot->fail_timeout,
+		       tot->fail_closed, tot->fail_proto);
 		if (O.mode == MODE_LOAD) {
 			printf("  connect rate      %.0f/s (%.2f s; set-up %.2f s)\n", connect_rate,
 			       connect_s, setup_s);

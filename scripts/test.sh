@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # What `make test` runs once everything is built: services, migrations,
-# unit tests, a short fuzz run, the Node integration tests. Keeps going
-# after a failure and ends with the line "N passed, N failed".
+# unit tests, a short fuzz run, the Node integration tests, the fault
+# suite (tests/faults). Keeps going after a failure and ends with the line
+# "N passed, N failed".
 #
-#   CHATD_TEST_ONLY=REGEX    only the integration test files whose path
-#                            matches (grep -E); unit tests and fuzzing still run
+#   CHATD_TEST_ONLY=REGEX    only the integration and fault test files whose
+#                            path matches (grep -E); unit tests and fuzzing
+#                            still run
 #   CHATD_FUZZ_SECONDS=N     seconds per fuzz target (20; 0 skips fuzzing)
 #   SAN=1                    sanitizer options for everything run here
 #   Timeouts, seconds: CHATD_UNIT_TIMEOUT (300, one unit binary),
@@ -201,7 +203,8 @@ if [[ ! -d tests/node_modules ]]; then
 else
     mapfile -t par < <(select_files tests/integration/*.test.mjs)
     mapfile -t ser < <(select_files tests/integration/serial/*.test.mjs)
-    if ((${#par[@]} == 0 && ${#ser[@]} == 0)); then
+    mapfile -t flt < <(select_files tests/faults/*.test.mjs)
+    if ((${#par[@]} == 0 && ${#ser[@]} == 0 && ${#flt[@]} == 0)); then
         echo "test: no integration test files${CHATD_TEST_ONLY:+ match \"$CHATD_TEST_ONLY\"}"
     fi
     ((${#par[@]} == 0)) || run_node parallel 2 "${par[@]}"
@@ -210,6 +213,12 @@ else
         run_node serial 1 "${ser[@]}"
         # Leave the services up for whatever runs next, as `start` found them.
         timeout -k 10 180 scripts/services.sh start >/dev/null || fail services-after-serial
+    fi
+    # The fault suite (tests/faults/traffic.mjs says what it checks): it
+    # stops Redis and PostgreSQL too, so it runs alone, one file at a time.
+    if ((${#flt[@]})); then
+        run_node faults 1 "${flt[@]}"
+        timeout -k 10 180 scripts/services.sh start >/dev/null || fail services-after-faults
     fi
 fi
 

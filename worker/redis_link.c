@@ -64,7 +64,7 @@ static void set_down(struct redis_link *l, const char *why)
     l->up = false;
     l->ac = NULL;
     l->pending = 0;
-    if (was_up) {
+    if (was_up && !l->freeing) {
         l->errors++; metrics_add(METRIC_REDIS_ERRORS, 1);
         log_warn("redis link %s lost: %s", l->name, why);
         if (l->on_state) l->on_state(l, false, l->arg);

@@ -337,8 +337,11 @@ int store_post(struct store *s, const char *room, const char *user_id, const cha
     else q->head = r;
     q->tail = r;
     q->npending++;
-    /* Everything queued in this loop turn leaves together at its end. */
-    if (++s->npending == 1) event_active(s->flush_ev, 0, 0);
+    s->npending++;
+    /* Everything queued in this loop turn leaves together at its end; a
+     * shard with a batch in flight sends the rest when that one is done
+     * (batch_done). Activating an active event again is a no-op. */
+    if (q->inflight == 0) event_active(s->flush_ev, 0, 0);
     return 0;
 }
 

@@ -22,4 +22,4 @@ bench_run "capacity-$conns" --conns "$conns" --rooms "$rooms" --senders "$sender
     --procs "$(bench_procs "$conns")" --source-addrs "$addrs" --connect-concurrency 512 \
     --connect-timeout 60
 j=$BENCH_JSON
-bench_result "$(jget "$j" connections_made) of $conns connections held ($(jget "$j" connections_failed) failed, $(jget "$j" conns_dropped) dropped; $workers workers, $addrs source addresses); server RSS $(jget "$j" server.rss_kb_per_conn) KB/conn, PSS $(jget "$j" server.pss_kb_per_conn) KB/conn; connect $(jget "$j" connect_per_s)/s (p99 $(jget "$j" connect_ms.p99) ms); trickle delivery ratio $(jget "$j" delivery_ratio)"
+bench_result "$(jget "$j" connections_made) of $conns connections held ($(jget "$j" connections_failed) failed, $(jget "$j" conns_dropped) dropped; $workers workers, $addrs source addresses); server RSS $(jnum "$j" server.rss_kb_per_conn 2) KB/conn, PSS $(jnum "$j" server.pss_kb_per_conn 2) KB/conn; connect $(jnum "$j" connect_per_s)/s (p99 $(jnum "$j" connect_ms.p99 1) ms); trickle delivery ratio $(jnum "$j" delivery_ratio 4)"

@@ -14,4 +14,4 @@ bench_server_start "${BENCH_WORKERS:-1}"
 bench_run "churn-$loops" --mode churn --conns "$loops" --rooms "$rooms" --drain 1 \
     --source-addrs "${BENCH_CHURN_ADDRS:-4}"
 j=$BENCH_JSON
-bench_result "$(jget "$j" upgrades_per_s) upgrades/s ($loops loops, $rooms rooms; connect->welcome p50 $(jget "$j" connect_ms.p50) p99 $(jget "$j" connect_ms.p99) ms; $(jget "$j" upgrade_failures) failures); server CPU $(jget "$j" server.cpu_util), services CPU $(jget "$j" services.cpu_util)"
+bench_result "$(jnum "$j" upgrades_per_s) upgrades/s ($loops loops, $rooms rooms; connect->welcome p50 $(jnum "$j" connect_ms.p50 1) p99 $(jnum "$j" connect_ms.p99 1) ms; $(jget "$j" upgrade_failures) failures); server CPU $(jnum "$j" server.cpu_util 2), services CPU $(jnum "$j" services.cpu_util 2)"

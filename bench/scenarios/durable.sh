@@ -19,9 +19,9 @@ conns=$((rooms * members))
 bench_server_start "${BENCH_WORKERS:-1}"
 bench_step_up ack durable "$rates" --conns "$conns" --rooms "$rooms" --senders "$conns" \
     --procs "$(bench_procs "$conns")"
-peak=$(cat "$BENCH_OUT/durable.jsonl" | while read -r j; do jget "$j" acked_per_s; done | sort -g | tail -n 1)
+peak=$(while read -r j; do jnum "$j" acked_per_s; echo; done <"$BENCH_OUT/durable.jsonl" | sort -g | tail -n 1)
 if [[ -n $BEST_RATE ]]; then
-    bench_result "$(jget "$BEST_JSON" acked_per_s) acked/s held ($rooms rooms x $members, all sending $BEST_RATE/s; ack p50 $(jget "$BEST_JSON" ack_ms.p50) p99 $(jget "$BEST_JSON" ack_ms.p99) ms); peak $peak acked/s; synchronous_commit=$BENCH_SYNC_COMMIT; server CPU $(jget "$BEST_JSON" server.cpu_util), services CPU $(jget "$BEST_JSON" services.cpu_util)${FAIL_RATE:+; at $FAIL_RATE/s: $(bench_brief "$FAIL_JSON")}"
+    bench_result "$(jnum "$BEST_JSON" acked_per_s) acked/s held ($rooms rooms x $members, all sending $BEST_RATE/s; ack p50 $(jnum "$BEST_JSON" ack_ms.p50 1) p99 $(jnum "$BEST_JSON" ack_ms.p99 1) ms); peak $peak acked/s; synchronous_commit=$BENCH_SYNC_COMMIT; server CPU $(jnum "$BEST_JSON" server.cpu_util 2), services CPU $(jnum "$BEST_JSON" services.cpu_util 2)${FAIL_RATE:+; at $FAIL_RATE/s: $(bench_brief "$FAIL_JSON")}"
 else
     bench_result "no rate held; peak $peak acked/s; at ${FAIL_RATE:-?}/s: $(bench_brief "$FAIL_JSON")"
 fi

@@ -16,7 +16,7 @@ bench_server_start "${BENCH_WORKERS:-1}"
 bench_step_up delivery fanout "$rates" --conns "$members" --rooms 1 --senders "$senders" \
     --procs "$(bench_procs "$members")"
 if [[ -n $BEST_RATE ]]; then
-    bench_result "$(jget "$BEST_JSON" delivered_per_s) delivered/s held: 1 room x $members, $senders senders x $BEST_RATE/s; delivery p99 $(jget "$BEST_JSON" delivery_ms.p99) ms, ratio $(jget "$BEST_JSON" delivery_ratio); server CPU $(jget "$BEST_JSON" server.cpu_util)${FAIL_RATE:+; at $FAIL_RATE/s: $(bench_brief "$FAIL_JSON")}"
+    bench_result "$(jnum "$BEST_JSON" delivered_per_s) delivered/s held: 1 room x $members, $senders senders x $BEST_RATE/s; delivery p99 $(jnum "$BEST_JSON" delivery_ms.p99 1) ms, ratio $(jnum "$BEST_JSON" delivery_ratio 4); server CPU $(jnum "$BEST_JSON" server.cpu_util 2)${FAIL_RATE:+; at $FAIL_RATE/s: $(bench_brief "$FAIL_JSON")}"
 else
     bench_result "no rate held; at ${FAIL_RATE:-?}/s: $(bench_brief "$FAIL_JSON")"
 fi

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2016,SC2034
 # Sourced by bench/scenarios/*.sh and scripts/bench.sh; not run directly.
 #
 # bench_setup (once per `make bench`, exported to the scenarios):
@@ -18,10 +19,12 @@
 #   BENCH_PORT (18765)  BENCH_SERVER_CPUS (0)  BENCH_CLIENT_CPUS (1)
 #   BENCH_PIN_SERVICES (1) pin Redis and PostgreSQL with chatd
 #   BENCH_OUT           results directory (.run/bench/<date>)
+#   BENCH_CHATD         the chatd binary to measure (bin/chatd)
 # and per scenario, see each file.
 
 BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 BENCH_BIN=$BENCH_ROOT/bin
+: "${BENCH_CHATD:=$BENCH_BIN/chatd}"
 : "${BENCH_DURATION:=10}"
 : "${BENCH_WARMUP:=2}"
 : "${BENCH_DRAIN:=2}"
@@ -60,37 +63,54 @@ jget() {
     fi
 }
 
+# jnum JSON KEY.PATH [DIGITS]: a number rounded to DIGITS (0) decimals.
+jnum() {
+    local v
+    v=$(jget "$1" "$2")
+    if [[ $v == null ]]; then echo null; else printf "%.${3:-0}f" "$v"; fi
+}
+
 # fcmp A OP B: floating-point comparison (null compares false).
 fcmp() {
     [[ $1 != null && $3 != null ]] && awk -v a="$1" -v b="$3" "BEGIN { exit !(a $2 b) }"
 }
 
-bench_restore_affinity() {
-    local line pid mask
-    [[ -n ${BENCH_AFFINITY_SAVED:-} && -f $BENCH_AFFINITY_SAVED ]] || return 0
-    while read -r pid mask; do
-        taskset -p "$mask" "$pid" >/dev/null 2>&1 || true
-    done <"$BENCH_AFFINITY_SAVED"
-    rm -f "$BENCH_AFFINITY_SAVED"
+# set_tree_affinity PID MASK|-c LIST: pid, its threads and descendants.
+bench_tree_affinity() {
+    local pid=$1 kid
+    shift
+    taskset -a -p "$@" "$pid" >/dev/null 2>&1 || true
+    for kid in $(pgrep -P "$pid" 2>/dev/null); do
+        bench_tree_affinity "$kid" "$@"
+    done
 }
 
-# Pins pid and its descendants (PostgreSQL forks a backend per
-# connection; new ones inherit the postmaster's affinity).
+# Pins a service and its descendants (PostgreSQL forks a backend per
+# connection; new ones inherit the postmaster's affinity), remembering the
+# mask it had.
 bench_pin_tree() {
-    local pid=$1 kid mask
+    local pid=$1 mask
     mask=$(taskset -p "$pid" 2>/dev/null | sed -n 's/.*: //p') || return 0
     [[ -n $mask ]] || return 0
     echo "$pid $mask" >>"$BENCH_AFFINITY_SAVED"
-    taskset -a -cp "$BENCH_SERVER_CPUS" "$pid" >/dev/null 2>&1 || true
-    for kid in $(pgrep -P "$pid" 2>/dev/null); do
-        bench_pin_tree "$kid"
-    done
+    bench_tree_affinity "$pid" -c "$BENCH_SERVER_CPUS"
+}
+
+# Puts the remembered masks back, on the services and on every process
+# they forked meanwhile (backends of other clients included).
+bench_restore_affinity() {
+    local pid mask
+    [[ -n ${BENCH_AFFINITY_SAVED:-} && -f $BENCH_AFFINITY_SAVED ]] || return 0
+    while read -r pid mask; do
+        bench_tree_affinity "$pid" "$mask"
+    done <"$BENCH_AFFINITY_SAVED"
+    rm -f "$BENCH_AFFINITY_SAVED"
 }
 
 bench_cleanup() {
     local rc=$?
     bench_server_stop
-    if [[ ${BENCH_SETUP_OWNER:-} == $$ ]]; then
+    if [[ ${BENCH_SETUP_OWNER:-} == "$$" ]]; then
         bench_restore_affinity
     fi
     return $rc
@@ -109,8 +129,8 @@ bench_setup() {
     if [[ -n ${BENCH_SETUP_DONE:-} ]]; then
         return 0
     fi
-    cd "$BENCH_ROOT"
-    [[ -x $BENCH_BIN/chatd && -x $BENCH_BIN/chat-bench && -x $BENCH_BIN/chatctl ]] ||
+    cd "$BENCH_ROOT" || exit 1
+    [[ -x $BENCH_CHATD && -x $BENCH_BIN/chat-bench && -x $BENCH_BIN/chatctl ]] ||
         bench_die "build first: make all bin/chat-bench"
     scripts/services.sh start >&2
     eval "$(scripts/services.sh env)"
@@ -125,8 +145,9 @@ bench_setup() {
         bench_die "migrate failed"
     redis-cli -h 127.0.0.1 -p "$CHATD_REDIS_PORT" --scan --pattern "${BENCH_REDIS_PREFIX}*" |
         xargs -r -n 500 redis-cli -h 127.0.0.1 -p "$CHATD_REDIS_PORT" DEL >/dev/null
-    export BENCH_SECRET=$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')
-    export BENCH_SYNC_COMMIT=$(psql -X -At "$BENCH_PG_DSN" -c 'SHOW synchronous_commit' 2>/dev/null || echo '?')
+    BENCH_SECRET=$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')
+    BENCH_SYNC_COMMIT=$(psql -X -At "$BENCH_PG_DSN" -c 'SHOW synchronous_commit' 2>/dev/null || echo '?')
+    export BENCH_SECRET BENCH_SYNC_COMMIT
     : "${BENCH_OUT:=$BENCH_ROOT/.run/bench/$(date +%Y%m%d-%H%M%S)}"
     mkdir -p "$BENCH_OUT"
     export BENCH_OUT
@@ -138,15 +159,14 @@ bench_setup() {
         bench_say "fewer than 2 CPUs or no taskset: nothing is pinned, figures are rough"
     fi
     export BENCH_PIN_OK
-    export BENCH_REDIS_PID=$(cat "$BENCH_ROOT/.run/redis/redis.pid" 2>/dev/null || true)
-    local pgdata
-    pgdata=$(scripts/services.sh env | sed -n 's/^export CHATD_PG_DATA=//p')
-    export BENCH_PG_PID=$(head -n 1 "$pgdata/postmaster.pid" 2>/dev/null || true)
+    BENCH_REDIS_PID=$(cat "$BENCH_ROOT/.run/redis/redis.pid" 2>/dev/null || true)
+    BENCH_PG_PID=$(head -n 1 "$CHATD_PG_DATA/postmaster.pid" 2>/dev/null || true)
+    export BENCH_REDIS_PID BENCH_PG_PID
     BENCH_SETUP_OWNER=$$
     if [[ $BENCH_PIN_OK == 1 && $BENCH_PIN_SERVICES == 1 ]]; then
         BENCH_AFFINITY_SAVED=$(mktemp)
-        [[ -n $BENCH_REDIS_PID ]] && bench_pin_tree "$BENCH_REDIS_PID"
-        [[ -n $BENCH_PG_PID ]] && bench_pin_tree "$BENCH_PG_PID"
+        if [[ -n $BENCH_REDIS_PID ]]; then bench_pin_tree "$BENCH_REDIS_PID"; fi
+        if [[ -n $BENCH_PG_PID ]]; then bench_pin_tree "$BENCH_PG_PID"; fi
         bench_say "Redis (pid $BENCH_REDIS_PID) and PostgreSQL (pid $BENCH_PG_PID) pinned to CPU $BENCH_SERVER_CPUS until the end"
     fi
     export BENCH_SETUP_DONE=1
@@ -174,7 +194,7 @@ bench_server_start() {
         CHAT_MAX_CONNS_PER_IP=0 CHAT_LOG_LEVEL=warn CHAT_DRAIN_TIMEOUT_S=3 \
         CHAT_STATIC_DIR="$BENCH_ROOT/web" "$@" \
         setsid bash -c 'if [[ $1 == 1 ]]; then exec taskset -c "$2" "$3"; else exec "$3"; fi' _ \
-        "$BENCH_PIN_OK" "$BENCH_SERVER_CPUS" "$BENCH_BIN/chatd" >>"$log" 2>&1 &
+        "$BENCH_PIN_OK" "$BENCH_SERVER_CPUS" "$BENCH_CHATD" >>"$log" 2>&1 &
     SERVER_PID=$!
     for ((i = 0; i < 100; i++)); do
         if curl -fsS -m 1 "http://127.0.0.1:$BENCH_PORT/readyz" >/dev/null 2>&1; then
@@ -260,7 +280,7 @@ bench_step_ok() {
 bench_step_up() {
     local kind=$1 prefix=$2 rates=$3 r
     shift 3
-    BEST_RATE= BEST_JSON= FAIL_RATE= FAIL_JSON=
+    BEST_RATE='' BEST_JSON='' FAIL_RATE='' FAIL_JSON=''
     for r in $rates; do
         bench_run "$prefix-r$r" "$@" --rate "$r"
         if bench_step_ok "$kind"; then
@@ -278,7 +298,7 @@ bench_step_up() {
 bench_brief() {
     local j=$1
     printf 'delivered %s/s (ratio %s, p99 %s ms), acked %s/s (ratio %s, p99 %s ms), failed conns %s, dropped %s' \
-        "$(jget "$j" delivered_per_s)" "$(jget "$j" delivery_ratio)" "$(jget "$j" delivery_ms.p99)" \
-        "$(jget "$j" acked_per_s)" "$(jget "$j" ack_ratio)" "$(jget "$j" ack_ms.p99)" \
+        "$(jnum "$j" delivered_per_s)" "$(jnum "$j" delivery_ratio 4)" "$(jnum "$j" delivery_ms.p99 1)" \
+        "$(jnum "$j" acked_per_s)" "$(jnum "$j" ack_ratio 4)" "$(jnum "$j" ack_ms.p99 1)" \
         "$(jget "$j" connections_failed)" "$(jget "$j" conns_dropped)"
 }

@@ -17,7 +17,7 @@ bench_server_start "${BENCH_WORKERS:-1}"
 bench_step_up delivery rooms "$rates" --conns "$conns" --rooms "$rooms" --senders "$conns" \
     --procs "$(bench_procs "$conns")"
 if [[ -n $BEST_RATE ]]; then
-    bench_result "$(jget "$BEST_JSON" acked_per_s) msgs/s, $(jget "$BEST_JSON" delivered_per_s) delivered/s held: $rooms rooms x $members, all sending $BEST_RATE/s; delivery p99 $(jget "$BEST_JSON" delivery_ms.p99) ms, ack p99 $(jget "$BEST_JSON" ack_ms.p99) ms; server CPU $(jget "$BEST_JSON" server.cpu_util), services CPU $(jget "$BEST_JSON" services.cpu_util)${FAIL_RATE:+; at $FAIL_RATE/s: $(bench_brief "$FAIL_JSON")}"
+    bench_result "$(jnum "$BEST_JSON" acked_per_s) msgs/s, $(jnum "$BEST_JSON" delivered_per_s) delivered/s held: $rooms rooms x $members, all sending $BEST_RATE/s; delivery p99 $(jnum "$BEST_JSON" delivery_ms.p99 1) ms, ack p99 $(jnum "$BEST_JSON" ack_ms.p99 1) ms; server CPU $(jnum "$BEST_JSON" server.cpu_util 2), services CPU $(jnum "$BEST_JSON" services.cpu_util 2)${FAIL_RATE:+; at $FAIL_RATE/s: $(bench_brief "$FAIL_JSON")}"
 else
     bench_result "no rate held; at ${FAIL_RATE:-?}/s: $(bench_brief "$FAIL_JSON")"
 fi

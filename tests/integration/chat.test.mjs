@@ -169,6 +169,25 @@ test('order: messages sent back to back on one connection are stored in the orde
     }
 });
 
+test('many rooms at once: every message of every room is acked and broadcast', async (t) => {
+    // Rooms share the pool's connections (shards); while one shard's batch
+    // commits, messages for the others must still leave.
+    const srv = await startChatd({ t, workers: 1, env: { ...NO_RATE, CHAT_PG_POOL_SIZE: 2 } });
+    const clients = [];
+    for (let i = 0; i < 24; i++) {
+        clients.push(await client(t, srv, roomName(`multi${i}`), srv.token({ sub: `u${i}-${rnd()}`, role: 'member' })));
+    }
+    for (let round = 0; round < 4; round++) {
+        for (const [i, c] of clients.entries()) {
+            for (let k = 0; k < 3; k++) await c.send({ type: 'message', text: `r${round} c${i} m${k}`, ref: `r${round}-${k}` });
+        }
+        for (const c of clients) {
+            for (let k = 0; k < 3; k++) assert.equal((await reply(c, `r${round}-${k}`)).type, 'ack');
+            assert.equal((await take(c, 'message', 3)).length, 3);
+        }
+    }
+});
+
 test('fan-out: a message reaches its room on both workers, the sender included, and no other room', async (t) => {
     const srv = await startChatd({ t, workers: 2, env: NO_RATE });
     const room = roomName('iso');

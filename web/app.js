@@ -136,6 +136,11 @@ function start(token, room) {
     renderTyping();
     ui.text.placeholder = 'Write a message…';
     updateComposer();
+    // Opening a link lands in the chat: typing goes to the message box
+    // (unless the person already put the focus somewhere on purpose).
+    if (!ui.text.disabled && (document.activeElement === document.body || !document.activeElement)) {
+        ui.text.focus();
+    }
     S.session = new ChatSession({
         token, room,
         handlers: { status: onStatus, welcome: onWelcome, resync: onResync, event: onEvent,

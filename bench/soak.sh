@@ -64,7 +64,8 @@ sample() {
     echo "$line"
 }
 
-declare -A first_rss first_fds
+declare -A first_rss=() first_fds=()
+baseline=0
 echo "soak: $MINUTES min, sample every $SAMPLE_S s (chatd log: $log)"
 end=$((SECONDS + SECS))
 n=0
@@ -73,7 +74,8 @@ while ((SECONDS < end)); do
     sample
     n=$((n + 1))
     # The first sample after one minute is the baseline (warm-up done).
-    if ((n * SAMPLE_S >= 60)) && ((${#first_rss[@]} == 0)); then
+    if ((n * SAMPLE_S >= 60 && baseline == 0)); then
+        baseline=1
         for w in $(workers); do
             first_rss[$w]=$(awk '/VmRSS/{print $2}' "/proc/$w/status")
             first_fds[$w]=$(ls "/proc/$w/fd" | wc -l)

@@ -82,6 +82,9 @@ while ((SECONDS < end)); do
         done
     fi
 done
+# The load generators end a little after the window (warm-up, drain);
+# their totals are printed then.
+wait "${pids[0]}" "${pids[1]}" 2>/dev/null || true
 echo "verdict (after warm-up -> end):"
 for w in $(workers); do
     rss=$(awk '/VmRSS/{print $2}' "/proc/$w/status")

@@ -82,15 +82,16 @@ while ((SECONDS < end)); do
         done
     fi
 done
-# The load generators end a little after the window (warm-up, drain);
-# their totals are printed then.
-wait "${pids[0]}" "${pids[1]}" 2>/dev/null || true
-echo "verdict (after warm-up -> end):"
+# The last samples while the traffic still runs; the load generators end
+# a little after the window (warm-up, drain) and print their totals then.
+verdict="verdict (after warm-up -> end):"
 for w in $(workers); do
     rss=$(awk '/VmRSS/{print $2}' "/proc/$w/status")
     fds=$(ls "/proc/$w/fd" | wc -l)
-    echo "  worker $w: rss ${first_rss[$w]:-?} -> $rss kB, fds ${first_fds[$w]:-?} -> $fds"
+    verdict+=$'\n'"  worker $w: rss ${first_rss[$w]:-?} -> $rss kB, fds ${first_fds[$w]:-?} -> $fds"
 done
-grep -c "worker died" "$log" | sed 's/^/  worker deaths: /'
+wait "${pids[0]}" "${pids[1]}" 2>/dev/null || true
+echo "$verdict"
+echo "  worker deaths: $(grep -c "worker died" "$log" || true)"
 python3 -c "import json;d=json.load(open('/tmp/soak-load.json'));print('  load: sent %d acked %d delivered %d of %d'%(d['sent'],d['acked'],d['delivered'],d['expected']))" 2>/dev/null || true
 python3 -c "import json;d=json.load(open('/tmp/soak-churn.json'));print('  churn: %d upgrades, %d failed'%(d['upgrades'],d['upgrade_failures']))" 2>/dev/null || true

@@ -401,7 +401,10 @@ test('missed events are caught up: a seq gap reconnects with since, resync reloa
         });
     });
     const { page: A } = await openClient(t, srv, { room, claims: { sub: 'alice', name: 'Alice' }, setup });
-    const { page: B } = await openClient(t, srv, { room, claims: { sub: 'bob', name: 'Bob' } });
+    // B's clock can be moved on (edit window).
+    const { page: B } = await openClient(t, srv, {
+        room, claims: { sub: 'bob', name: 'Bob' }, setup: (page) => page.clock.install(),
+    });
     await sendFrom(B, 'first');
     await msg(A, 'first').waitFor({ timeout: WAIT });
 
@@ -435,4 +438,10 @@ test('missed events are caught up: a seq gap reconnects with since, resync reloa
     for (const text of ['first, edited', 'lost on the way', 'after the gap']) {
         assert.equal(await msg(A, text).count(), 1, `"${text}" exactly once`);
     }
+
+    // A minute after sending, the Edit control goes; Delete stays.
+    assert.equal(await msg(B, 'after the gap').locator('.act.edit').count(), 1);
+    await B.clock.fastForward(61000);
+    await msg(B, 'after the gap').locator('.act.edit').waitFor({ state: 'detached', timeout: WAIT });
+    assert.equal(await msg(B, 'after the gap').locator('.act.del').count(), 1);
 });

@@ -744,6 +744,11 @@ struct hub *hub_new(struct worker *w)
         free(h);
         return NULL;
     }
+    /* Without it, a silently lost connection would leave this worker deaf
+     * to every room and to the control channel until its next SUBSCRIBE. */
+    char probe[CONFIG_PREFIX_MAX + 16];
+    snprintf(probe, sizeof probe, "%sprobe", w->cfg->redis_prefix);
+    redis_link_set_probe(w->redis_sub, probe);
     return h;
 }
 

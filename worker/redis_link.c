@@ -20,6 +20,9 @@
  * (a partition, a frozen server): drop it so callers hear of it. */
 #define STALL_MS 3000
 #define WATCHDOG_MS 500
+/* A link with a probe channel that has had no reply for this long sends
+ * a probe (see redis_link_set_probe). */
+#define PROBE_IDLE_MS 1000
 
 struct redis_link {
     struct event_base *base;
@@ -34,6 +37,7 @@ struct redis_link {
     int backoff_ms;
     uint32_t pending;         /* commands sent, reply not yet seen */
     int64_t last_progress_ms; /* last reply, or when pending went 0 -> 1 */
+    char probe_channel[192];  /* "" = no probe */
     uint64_t errors, reconnects;
     struct event *retry_ev;
     struct event *watchdog_ev;
@@ -49,6 +53,7 @@ struct pending_cmd {
 };
 
 static void connect_now(struct redis_link *l);
+static void send_probe(struct redis_link *l);
 
 static void schedule_retry(struct redis_link *l)
 {
@@ -139,6 +144,9 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
                  l->name, l->pending, STALL_MS);
         /* Fires every pending callback with NULL, then on_disconnect. */
         redisAsyncFree(l->ac);
+    } else if (l->probe_channel[0] && l->ac && l->up && l->pending == 0 &&
+               timefmt_mono_ms() - l->last_progress_ms >= PROBE_IDLE_MS) {
+        send_probe(l);
     }
 }
 
@@ -258,6 +266,33 @@ int redis_link_unsubscribe(struct redis_link *l, const char *channel)
 {
     if (!redis_link_up(l)) return -1;
     return redisAsyncCommand(l->ac, NULL, NULL, "UNSUBSCRIBE %s", channel) == REDIS_OK ? 0 : -1;
+}
+
+/* Any reply of the probe channel (its subscribe confirmations: nobody
+ * publishes on it) shows the connection alive. NULL: the context is being
+ * freed, maybe with the link; touch nothing. */
+static void on_probe(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void)ac;
+    struct redis_link *l = privdata;
+    if (!r || l->freeing) return;
+    if (l->pending > 0) l->pending--;
+    l->last_progress_ms = timefmt_mono_ms();
+}
+
+/* SUBSCRIBE again to a channel we are subscribed to is answered with a
+ * confirmation each time, and is allowed in subscribed mode, where PING's
+ * answer would reach no callback with hiredis 0.14. Counted as pending,
+ * so the watchdog drops the link if it is not answered. */
+static void send_probe(struct redis_link *l)
+{
+    if (redisAsyncCommand(l->ac, on_probe, l, "SUBSCRIBE %s", l->probe_channel) == REDIS_OK)
+        pending_sent(l);
+}
+
+void redis_link_set_probe(struct redis_link *l, const char *channel)
+{
+    snprintf(l->probe_channel, sizeof l->probe_channel, "%s", channel);
 }
 
 uint32_t redis_link_pending(const struct redis_link *l) { return l && l->ac ? l->pending : 0; }

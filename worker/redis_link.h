@@ -41,6 +41,13 @@ int redis_link_subscribe(struct redis_link *l, const char *channel, redisCallbac
                          void *privdata);
 int redis_link_unsubscribe(struct redis_link *l, const char *channel);
 
+/* A link that only listens sends nothing of its own, so a connection lost
+ * without a FIN or RST (a dead host, a NAT or proxy that forgot it) would
+ * leave it deaf for ever, its watchdog seeing nothing outstanding. With a
+ * probe channel, a link without a reply for a second subscribes to that
+ * channel again and waits for the confirmation like any command. */
+void redis_link_set_probe(struct redis_link *l, const char *channel);
+
 /* Commands sent whose replies have not come yet. */
 uint32_t redis_link_pending(const struct redis_link *l);
 

@@ -6,19 +6,20 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { redisCli, sleep, waitFor } from '../lib/harness.mjs';
-import { finalCheck, openClients, rnd, runTraffic, startPair } from './traffic.mjs';
+import { finalCheck, openClients, rnd, runTraffic, startPair, stopServers } from './traffic.mjs';
 
 test('kill -9 of a whole instance: the other reaps its users, its clients move over', async (t) => {
     const [a, b] = await startPair(t);
     const rooms = [`ik-${rnd()}`, `ik-${rnd()}`];
-    const clients = await openClients(rooms, 16, [a, b], a.secret);
+    const clients = await openClients(t, rooms, 16, [a, b], a.secret);
     // Listeners on A that never come back: only the janitor can clear them.
-    const quitters = await openClients(rooms, 3, [a], a.secret, { reconnect: false });
+    const quitters = await openClients(t, rooms, 3, [a], a.secret, { reconnect: false });
     const onA = clients.filter((c) => c.server === a);
     const traffic = runTraffic(clients, { periodMs: 250, visitors: 4, rooms, servers: [a, b], secret: a.secret });
     try {
         await sleep(3000);
         a.killAll('SIGKILL');
+        const killedAt = Date.now();
         await a.waitExit(5000);
         // Bounded (ttl 3 s: reaped within 0.85 of it, in practice): the
         // quitters leave the online sets, and B's clients hear it.
@@ -26,6 +27,7 @@ test('kill -9 of a whole instance: the other reaps its users, its clients move o
             const online = (await redisCli('SMEMBERS', `${a.prefix}online`)).split('\n');
             return quitters.every((q) => !online.includes(q.user));
         }, 15000, 100, "the dead instance's users reaped");
+        t.diagnostic(`the dead instance's users were gone ${Date.now() - killedAt} ms after the kill (presence_ttl_s 3)`);
         await sleep(2000);
     } finally {
         await traffic.stop();
@@ -45,4 +47,5 @@ test('kill -9 of a whole instance: the other reaps its users, its clients move o
     const online = (await redisCli('SMEMBERS', `${a.prefix}online`)).split('\n').filter(Boolean).sort();
     assert.deepEqual(online, clients.map((c) => c.user).sort());
     await Promise.all(clients.map((c) => c.stop()));
+    await stopServers([a, b]);
 });

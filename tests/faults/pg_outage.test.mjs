@@ -6,13 +6,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { services, sleep, waitFor } from '../lib/harness.mjs';
-import { finalCheck, openClients, rnd, runTraffic, startPair } from './traffic.mjs';
+import { finalCheck, openClients, rnd, runTraffic, startPair, stopServers } from './traffic.mjs';
 
 test('postgresql outage under traffic: unavailable, nothing half stored, recovery in place', async (t) => {
     const [a, b] = await startPair(t);
     const pids = [...a.children(), ...b.children()].sort();
     const rooms = [`po-${rnd()}`, `po-${rnd()}`];
-    const clients = await openClients(rooms, 16, [a, b], a.secret);
+    const clients = await openClients(t, rooms, 16, [a, b], a.secret);
     const traffic = runTraffic(clients, { periodMs: 250, visitors: 4, rooms, servers: [a, b], secret: a.secret });
     let started = false;
     try {
@@ -38,4 +38,5 @@ test('postgresql outage under traffic: unavailable, nothing half stored, recover
     assert.deepEqual([...a.children(), ...b.children()].sort(), pids, 'workers were restarted');
     assert.ok(!/worker died/.test(a.logs() + b.logs()), 'a worker died');
     await Promise.all(clients.map((c) => c.stop()));
+    await stopServers([a, b]);
 });

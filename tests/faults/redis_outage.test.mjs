@@ -6,12 +6,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { redisCli, services, sleep, waitFor } from '../lib/harness.mjs';
-import { controlReady, finalCheck, openClients, rnd, runTraffic, startPair } from './traffic.mjs';
+import { controlReady, finalCheck, openClients, rnd, runTraffic, startPair, stopServers } from './traffic.mjs';
 
 test('redis outage of 5 s under traffic: nothing acked is lost, presence comes back', async (t) => {
     const [a, b] = await startPair(t);
     const rooms = [`ro-${rnd()}`, `ro-${rnd()}`];
-    const clients = await openClients(rooms, 16, [a, b], a.secret);
+    const clients = await openClients(t, rooms, 16, [a, b], a.secret);
     const traffic = runTraffic(clients, { periodMs: 250, visitors: 4, rooms, servers: [a, b], secret: a.secret });
     let restarted = false;
     try {
@@ -36,4 +36,5 @@ test('redis outage of 5 s under traffic: nothing acked is lost, presence comes b
     assert.deepEqual(online, clients.map((c) => c.user).sort());
     await Promise.all(clients.map((c) => c.stop()));
     await waitFor(async () => (await redisCli('SCARD', `${a.prefix}online`)) === '0', 10000, 100, 'everybody offline');
+    await stopServers([a, b]);
 });

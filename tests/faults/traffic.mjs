@@ -81,7 +81,7 @@ let clientSeq = 0;
  * when one refuses it.
  */
 export class ChatClient {
-    constructor({ user, room, servers, secret, role = 'member', reconnect = true, label }) {
+    constructor({ user, room, servers, secret, role = 'member', reconnect = true, label, textSize = 0 }) {
         this.user = user ?? `u${++clientSeq}-${rnd()}`;
         this.room = room;
         this.servers = servers;
@@ -90,6 +90,7 @@ export class ChatClient {
         this.role = role;
         this.reconnect = reconnect;
         this.label = label ?? this.user;
+        this.textSize = textSize;    // pad new messages to this many characters
         this.token = mintToken(secret, { sub: this.user, name: `N ${this.user}`, role, ttl: 3600 });
 
         this.ws = null;
@@ -116,6 +117,7 @@ export class ChatClient {
         this.unknownOutcome = 0;  // edits/deletes whose connection closed before the reply
         this.lastResendMs = 0;
         this.waiters = new Set();
+        this.history = [];        // connection events, for failure messages
     }
 
     get server() { return this.servers[this.serverIndex % this.servers.length]; }
@@ -146,6 +148,7 @@ export class ChatClient {
         const since = this.lastSeq;
         return new Promise((resolve, reject) => {
             let settled = false;
+            let welcomed = false;
             const fail = (e) => {
                 if (settled) return;
                 settled = true;
@@ -161,14 +164,18 @@ export class ChatClient {
                 req.destroy();
                 fail(new Error(`HTTP ${res.statusCode}`));
             });
-            ws.on('error', (e) => fail(e));
+            ws.on('error', (e) => {
+                // After the welcome: ws failed the connection (a bad frame from the server).
+                if (welcomed && gen === this.gen) this.violations.push(`socket error: ${e.message}`);
+                fail(e);
+            });
             ws.on('close', (code, reason) => {
                 clearTimeout(welcomeTimer);
                 if (!settled) {
                     fail(new Error(`closed ${code} before the welcome`));
                     return;
                 }
-                if (gen === this.gen) this._onClose(code, reason.toString('utf8'));
+                if (welcomed && gen === this.gen) this._onClose(code, reason.toString('utf8'));
             });
             ws.on('message', (data, isBinary) => {
                 if (gen !== this.gen) return;
@@ -181,6 +188,7 @@ export class ChatClient {
                 }
                 if (ev.type === 'welcome' && !settled) {
                     settled = true;
+                    welcomed = true;
                     clearTimeout(welcomeTimer);
                     this.ws = ws;
                     this._onWelcome(ev, since);
@@ -206,6 +214,7 @@ export class ChatClient {
             this.violations.push('reconnected without since');
         }
         this.welcome = ev;
+        this.history.push(`welcome ${this.server.name} ${ev.conn_id.slice(0, 8)} last_seq=${ev.last_seq} since=${since} t=${Date.now() % 100000}`);
         this.live = true;
         // Unanswered messages of the previous connection go again, same ref.
         this._flushToSend(true);
@@ -216,18 +225,25 @@ export class ChatClient {
         this.live = false;
         this.ws = null;
         this.closes.push({ code, reason });
+        this.history.push(`close ${code} t=${Date.now() % 100000}`);
         for (const [ref, req] of this.outstanding) {
             if (req.type === 'message') {
                 this.toSend.set(ref, req);
             } else {
+                // An edit or delete whose reply was lost may have been
+                // applied: a maybe-deleted message is not touched again.
                 this.unknownOutcome++;
                 const m = this.mine.find((x) => x.id === req.id);
-                if (m) m.busy = false;
+                if (m) {
+                    m.busy = false;
+                    if (req.type === 'delete') m.deleted = true;
+                }
             }
         }
         this.outstanding.clear();
+        if (!this.reconnect) this.stopped = true;
         this._notify();
-        if (!this.stopped && this.reconnect) this._reconnectLoop();
+        if (!this.stopped) this._reconnectLoop();
     }
 
     async _reconnectLoop() {
@@ -344,7 +360,9 @@ export class ChatClient {
     /** A new message (queued for later if not connected now). */
     sendMessage(text = undefined) {
         const ref = `${this.user}-m${++this.n}`;
-        const req = { type: 'message', ref, text: text ?? `m${this.n} from ${this.user} ${rnd()}` };
+        let body = text ?? `m${this.n} from ${this.user} ${rnd()}`;
+        if (text === undefined && body.length < this.textSize) body += ' '.padEnd(this.textSize - body.length, 'x');
+        const req = { type: 'message', ref, text: body };
         if (!this._sendNow(req)) this.toSend.set(ref, req);
         return ref;
     }
@@ -412,7 +430,8 @@ export class ChatClient {
         return `user=${this.user} room=${this.room} live=${this.live} lastSeq=${this.lastSeq} ` +
             `outstanding=${this.outstanding.size} toSend=${this.toSend.size} acked=${this.acked.size} ` +
             `connections=${this.connections} closes=${JSON.stringify(this.closes.slice(-3))} ` +
-            `failures=${JSON.stringify(this.connectFailures.slice(-3))}`;
+            `failures=${JSON.stringify(this.connectFailures.slice(-3))} ` +
+            `violations=${JSON.stringify(this.violations.slice(0, 3))} history=${JSON.stringify(this.history.slice(-6))}`;
     }
 
     /** Stops reconnecting and closes (1000). */
@@ -434,9 +453,10 @@ export class ChatClient {
     }
 }
 
-/** Opens n clients per room, spread over the servers in turn. */
-export async function openClients(rooms, perRoom, servers, secret, opts = {}) {
+/** Opens n clients per room, spread over the servers in turn; t: closed after it. */
+export async function openClients(t, rooms, perRoom, servers, secret, opts = {}) {
     const clients = [];
+    t.after(() => { for (const c of clients) c.terminate(); });
     let k = 0;
     for (const room of rooms) {
         for (let i = 0; i < perRoom; i++, k++) {
@@ -523,7 +543,15 @@ export async function settle(clients, timeoutMs = 30000) {
     await waitFor(() => {
         for (const c of active) c._flushToSend();
         return active.every((c) => c.unacked === 0);
-    }, left(), 100, 'every message acked');
+    }, left(), 100, 'every message acked').catch(async (e) => {
+        const late = [];
+        for (const c of active.filter((x) => x.unacked).slice(0, 5)) {
+            const refs = [...c.outstanding.keys(), ...c.toSend.keys()].slice(0, 3);
+            const rows = await psql(`SELECT ref, id, created_seq FROM messages WHERE room = ${sq(c.room)} AND user_id = ${sq(c.user)} AND ref IN (${refs.map(sq).join(',')})`);
+            late.push(`${c.describe()} unacked ${JSON.stringify(refs)}, stored: ${JSON.stringify(rows)}`);
+        }
+        throw new Error(`${e.message}: ${late.join('; ')}`);
+    });
     const rooms = [...new Set(clients.map((c) => c.room))];
     const seqs = {};
     for (const room of rooms) seqs[room] = Number(await psql(`SELECT coalesce((SELECT seq FROM rooms WHERE name = ${sq(room)}), 0)`));
@@ -550,11 +578,11 @@ export async function verifyRoom(room, { senders, receivers, exact = [] }) {
     if (orphans !== '0') problems.push(`${orphans} messages rows of ${room} without their room_events rows`);
     const rows = new Map();
     const byRef = new Map();
-    const out = await psql(`SELECT id, user_id, coalesce(ref, ''), created_seq, seq, deleted_at IS NOT NULL, encode(convert_to(body, 'UTF8'), 'base64') FROM messages WHERE room = ${sq(room)}`);
+    const out = await psql(`SELECT id, user_id, coalesce(ref, ''), created_seq, seq, deleted_at IS NOT NULL, encode(convert_to(body, 'UTF8'), 'hex') FROM messages WHERE room = ${sq(room)}`);
     for (const line of out ? out.split('\n') : []) {
         const [id, user, ref, cseq, mseq, del, body64] = line.split('|');
         const row = { id: Number(id), user, ref, createdSeq: Number(cseq), seq: Number(mseq), deleted: del === 't',
-            body: Buffer.from(body64, 'base64').toString('utf8') };
+            body: Buffer.from(body64, 'hex').toString('utf8') };
         rows.set(row.id, row);
         byRef.set(`${user}\u0000${ref}`, row);
     }
@@ -648,14 +676,40 @@ export async function finalCheck(t, { prefix, clients, rooms, exact = [], settle
     return { seqs, acks, stored, refusals, reconnects };
 }
 
+const SANITIZER = /ERROR: (?:Address|Leak|Memory|Thread)Sanitizer|runtime error:|Sanitizer:DEADLYSIGNAL/;
+
+/**
+ * Stops the servers (SIGTERM, bounded) and checks their whole output: no
+ * worker died but the `deaths` the test caused, no sanitizer report (a
+ * `make SAN=1` build reports errors as they happen, and the master's leaks
+ * when it exits: hence after the stop), nothing left running.
+ */
+export async function stopServers(servers, { deaths = 0 } = {}) {
+    const leftovers = [];
+    for (const s of servers) {
+        const r = await s.stop('SIGTERM', 20000);
+        if (r.leftover?.length) leftovers.push(`${s.name ?? s.port}: ${r.leftover.join(',')}`);
+    }
+    const logs = servers.map((s) => s.logs()).join('\n');
+    const died = logs.split('\n').filter((l) => /worker died/.test(l));
+    assert.equal(died.length, deaths, `workers died: ${died.join('\n')}`);
+    const m = SANITIZER.exec(logs);
+    assert.ok(!m, `sanitizer report: ${m && logs.slice(Math.max(0, m.index - 200), m.index + 1500)}`);
+    assert.deepEqual(leftovers, [], 'processes left after the stop');
+}
+
 /**
  * A TCP proxy for one upstream (node:net). pause() stops forwarding both
  * ways without closing anything (a partition: bytes wait in the proxy, new
  * connections are accepted but not connected upstream); resume() forwards
- * again; cut() destroys every connection.
+ * again; cut() destroys every connection; blackhole() loses the current
+ * connections silently, as a host that died without a FIN or RST would:
+ * the upstream side is closed, the client side stays open and hears
+ * nothing, ever (new connections work).
  */
 export async function startProxy(upstreamPort, upstreamHost = '127.0.0.1') {
     const pairs = new Set();
+    const lost = [];
     let paused = false;
     const server = net.createServer((client) => {
         const pair = { client, upstream: null, toUp: [], toClient: [] };
@@ -665,16 +719,23 @@ export async function startProxy(upstreamPort, upstreamHost = '127.0.0.1') {
             const up = net.connect(upstreamPort, upstreamHost);
             pair.upstream = up;
             up.on('data', (d) => {
+                if (pair.lost) return;
                 if (paused) pair.toClient.push(d);
                 else client.write(d);
             });
-            const end = () => { pairs.delete(pair); client.destroy(); up.destroy(); };
+            const end = () => {
+                if (pair.lost) return;
+                pairs.delete(pair);
+                client.destroy();
+                up.destroy();
+            };
             up.on('error', end);
             up.on('close', end);
             for (const d of pair.toUp.splice(0)) up.write(d);
         };
         pair.connectUp = connectUp;
         client.on('data', (d) => {
+            if (pair.lost) return;
             if (paused || !pair.upstream) pair.toUp.push(d);
             else pair.upstream.write(d);
         });
@@ -701,8 +762,17 @@ export async function startProxy(upstreamPort, upstreamHost = '127.0.0.1') {
             for (const p of [...pairs]) { p.client.destroy(); p.upstream?.destroy(); }
             pairs.clear();
         },
+        blackhole() {
+            for (const p of [...pairs]) {
+                p.lost = true;
+                p.upstream?.destroy();
+                lost.push(p.client);
+            }
+            pairs.clear();
+        },
         async close() {
             this.cut();
+            for (const c of lost) c.destroy();
             await new Promise((resolve) => server.close(resolve));
         },
     };

@@ -6,16 +6,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { redisCli, sleep, waitFor } from '../lib/harness.mjs';
-import { finalCheck, openClients, rnd, runTraffic, startPair } from './traffic.mjs';
+import { finalCheck, openClients, rnd, runTraffic, startPair, stopServers } from './traffic.mjs';
 
 test('kill -9 of a worker under load: respawned, its clients catch up, presence clean', async (t) => {
     const [a, b] = await startPair(t);
     const rooms = [`wk-${rnd()}`, `wk-${rnd()}`];
-    const clients = await openClients(rooms, 16, [a, b], a.secret);
+    const clients = await openClients(t, rooms, 16, [a, b], a.secret);
     // Listeners that do not come back when their connection dies: those
     // on the killed worker would stay online for ever if nobody reaped
     // the dead worker's records.
-    const quitters = await openClients(rooms, 3, [a], a.secret, { reconnect: false });
+    const quitters = await openClients(t, rooms, 3, [a], a.secret, { reconnect: false });
     const traffic = runTraffic(clients, { periodMs: 250, visitors: 4, rooms, servers: [a, b], secret: a.secret });
     const before = a.children().sort();
     let victim;
@@ -43,4 +43,5 @@ test('kill -9 of a worker under load: respawned, its clients catch up, presence 
     const online = (await redisCli('SMEMBERS', `${a.prefix}online`)).split('\n').filter(Boolean).sort();
     assert.deepEqual(online, clients.map((c) => c.user).sort());
     await Promise.all(clients.map((c) => c.stop()));
+    await stopServers([a, b], { deaths: 1 });
 });

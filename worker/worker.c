@@ -91,8 +91,15 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
                 return;
             if (errno == EMFILE || errno == ENFILE) {
-                log_warn("accept: %s; shedding and pausing accepts for %d ms", strerror(errno),
-                         ACCEPT_PAUSE_MS);
+                /* A flood lasts; one line a second says so well enough. */
+                int64_t now = timefmt_mono_ms();
+                if (now - w->last_emfile_log_ms >= 1000) {
+                    log_warn("accept: %s; shedding and pausing accepts for %d ms (%u shed since "
+                             "the last line)", strerror(errno), ACCEPT_PAUSE_MS, w->shed_since_log);
+                    w->last_emfile_log_ms = now;
+                    w->shed_since_log = 0;
+                }
+                w->shed_since_log++;
                 shed_one(w);
                 accept_pause(w);
                 return;

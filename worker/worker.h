@@ -72,6 +72,8 @@ struct worker {
     int64_t started_ms;
     bool draining;             /* graceful stop in progress */
     uint32_t accepts_since_trim;
+    int64_t last_emfile_log_ms;
+    uint32_t shed_since_log;
     int64_t last_trim_ms;
     int64_t drain_deadline_ms;
 

@@ -98,9 +98,10 @@ struct conn *conn_new(struct worker *w, int fd, const struct ip_addr *peer, bool
     /* The input never holds more than one request head, or one largest
      * frame once upgraded: reading pauses at the mark until we consume. */
     bufferevent_setwatermark(c->bev, EV_READ, 0, HTTP_CONN_READ_HIGH);
-    /* Idle keep-alive clients, and clients that stop taking an answer,
-     * are dropped after the same time. */
-    bufferevent_set_timeouts(c->bev, w->http_idle_timeout, w->http_idle_timeout);
+    /* Until its first request a connection gets the short deadline; then
+     * idle keep-alive clients, and clients that stop taking an answer,
+     * are dropped after the idle time (http_conn.c). */
+    bufferevent_set_timeouts(c->bev, w->http_first_timeout, w->http_idle_timeout);
     if (bufferevent_enable(c->bev, EV_READ) < 0) {
         bufferevent_free(c->bev);
         free(c);

@@ -39,6 +39,7 @@ struct conn {
     bool busy;                 /* HTTP: a request is being answered asynchronously */
     bool keep_alive;           /* HTTP: the request being answered allows another */
     bool head_only;            /* HTTP: answering a HEAD request: headers, no body */
+    bool served;               /* HTTP: a request has been read (idle timeout, not first) */
     uint16_t refs;
     int8_t cors_origin;        /* HTTP: CONN_CORS_* or an index into allowed_origins */
     int64_t head_started_ms;   /* HTTP: when the unfinished head began, 0 when idle */

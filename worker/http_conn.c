@@ -153,6 +153,10 @@ static bool handle_request(struct conn *c, const struct http_head *h, size_t hea
     struct http_req req = {.c = c, .head = h, .has_body = has_body(h)};
     c->keep_alive = wants_keep_alive(h) && !req.has_body;
     c->head_only = http_str_eq(h->method, "HEAD");
+    if (!c->served) {
+        c->served = true;
+        bufferevent_set_timeouts(c->bev, c->w->http_idle_timeout, c->w->http_idle_timeout);
+    }
     set_cors_origin(c, h);
     c->head_started_ms = 0;
     http_routes_dispatch(&req);

@@ -34,6 +34,9 @@
 #define ACCEPT_PAUSE_MS 100
 /* An idle keep-alive HTTP connection is closed after this long. */
 #define HTTP_IDLE_TIMEOUT_S 30
+/* A new connection must finish its first request head this soon: idle
+ * connects (a flood, a port scan) hold a descriptor only briefly. */
+#define HTTP_FIRST_REQUEST_S 10
 #define TICK_MS 100
 
 static void accept_pause(struct worker *w)
@@ -297,6 +300,8 @@ static int worker_init(struct worker *w, const struct worker_args *a)
     struct timeval idle = {HTTP_IDLE_TIMEOUT_S, 0};
     struct timeval ping = {w->cfg->ping_interval_s, 0};
     w->http_idle_timeout = event_base_init_common_timeout(w->base, &idle);
+    struct timeval first = {HTTP_FIRST_REQUEST_S, 0};
+    w->http_first_timeout = event_base_init_common_timeout(w->base, &first);
     w->ws_ping_timeout = event_base_init_common_timeout(w->base, &ping);
     w->files = static_files_load(w->cfg->static_dir);
     w->ip_limit = ip_limit_new();

@@ -90,6 +90,7 @@ struct worker {
     /* libevent common timeouts: one queue per distinct duration instead
      * of a heap entry per connection. */
     const struct timeval *http_idle_timeout;
+    const struct timeval *http_first_timeout;
     const struct timeval *ws_ping_timeout;
 };
 

@@ -9,17 +9,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { httpGet, openWs, psql, startChatd, waitFor } from '../lib/harness.mjs';
+import {
+    auth, httpGet, NO_RATE, openWs, psql, rnd, roomName, startChatd, waitFor, workerOf,
+} from '../lib/harness.mjs';
 
 const TS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
-// A limit nobody reaches, for tests that are not about the rate limit.
-const NO_RATE = { CHAT_RATE_PER_SEC: 100000, CHAT_RATE_BURST: 100000 };
 const REPLY_MS = 15000;
 
-const rnd = () => crypto.randomBytes(5).toString('hex');
-const roomName = (what) => `${what}-${rnd()}`;
-const workerOf = (c) => c.welcome.conn_id.split('-').slice(0, 3).join('-');
-const auth = (tok) => ({ Authorization: `Bearer ${tok}` });
 
 /** The ack or error that answers the request with this ref. */
 const reply = (c, ref, ms = REPLY_MS) =>

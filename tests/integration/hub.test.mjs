@@ -20,17 +20,11 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-    ROOT, decodeToken, env, expectHttpError, httpGet, openWs, psql, redisCli, startChatd, waitFor,
+    auth, decodeToken, env, expectHttpError, httpGet, NO_RATE, openWs, psql, redisCli, rnd, roomName, ROOT, startChatd, waitFor, workerOf,
 } from '../lib/harness.mjs';
 
-// A rate nobody reaches: these tests are not about the rate limit.
-const NO_RATE = { CHAT_RATE_PER_SEC: 100000, CHAT_RATE_BURST: 100000 };
 const REPLY_MS = 15000;
 
-const rnd = () => crypto.randomBytes(5).toString('hex');
-const roomName = (what) => `${what}-${rnd()}`;
-const workerOf = (c) => c.welcome.conn_id.split('-').slice(0, 3).join('-');
-const auth = (tok) => ({ Authorization: `Bearer ${tok}` });
 const sorted = (a) => [...a].sort();
 const ids = (users) => sorted(users.map((u) => u.id));
 const isChange = (e) => e.type === 'message' || e.type === 'edit' || e.type === 'delete';

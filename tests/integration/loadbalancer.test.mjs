@@ -21,13 +21,13 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { ROOT, freePort, httpGet, openWs, startChatd, waitFor } from '../lib/harness.mjs';
+import {
+    freePort, httpGet, openWs, rnd, ROOT, startChatd, waitFor, workerOf,
+} from '../lib/harness.mjs';
 
 const NO_RATE = { CHAT_RATE_PER_SEC: 100000, CHAT_RATE_BURST: 100000 };
 const REPLY_MS = 15000;
 const SHIPPED = path.join(ROOT, 'etc/haproxy.cfg');
-const rnd = () => crypto.randomBytes(5).toString('hex');
-const workerOf = (c) => c.welcome.conn_id.split('-').slice(0, 3).join('-');
 
 // ------------------------------------------------------------- haproxy
 

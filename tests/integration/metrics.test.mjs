@@ -14,12 +14,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { httpGet, openWs, startChatd, waitFor } from '../lib/harness.mjs';
+import {
+    httpGet, openWs, rnd, startChatd, waitFor, workerOf,
+} from '../lib/harness.mjs';
 
 const NO_RATE = { CHAT_RATE_PER_SEC: 100000, CHAT_RATE_BURST: 100000 };
 const REPLY_MS = 15000;
-const rnd = () => crypto.randomBytes(5).toString('hex');
-const workerOf = (c) => c.welcome.conn_id.split('-').slice(0, 3).join('-');
 
 // ------------------------------------------------- exposition format 0.0.4
 

@@ -22,12 +22,11 @@ import net from 'node:net';
 import path from 'node:path';
 import YAML from 'yaml';
 import {
-    ROOT, WebSocket, expectHttpError, freePort, httpGet, openWs, rawRequest, redisCli, startChatd, waitFor,
+    expectHttpError, freePort, httpGet, openWs, rawRequest, redisCli, rnd, ROOT, startChatd, waitFor, WebSocket,
 } from '../lib/harness.mjs';
 
 const SPEC_PATH = path.join(ROOT, 'docs/openapi.yaml');
 const REPLY_MS = 15000;
-const rnd = () => crypto.randomBytes(5).toString('hex');
 
 // ------------------------------------------------- the JSON Schema subset
 

@@ -57,6 +57,17 @@ export const env = Object.freeze({
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Random hex, for names that must not collide between tests. */
+export const rnd = () => crypto.randomBytes(5).toString('hex');
+/** A fresh room name. */
+export const roomName = (what) => `${what}-${rnd()}`;
+/** The worker process a connection landed on: the first three groups of its conn_id. */
+export const workerOf = (c) => c.welcome.conn_id.split('-').slice(0, 3).join('-');
+/** An Authorization header for a token. */
+export const auth = (tok) => ({ Authorization: `Bearer ${tok}` });
+/** Settings for tests that are not about the rate limit: a rate nobody reaches. */
+export const NO_RATE = Object.freeze({ CHAT_RATE_PER_SEC: 100000, CHAT_RATE_BURST: 100000 });
+
 /** Seconds since the epoch, as JWT claims count time. */
 export const nowSec = () => Math.floor(Date.now() / 1000);
 

@@ -112,6 +112,12 @@ bench: deps all
 	@$(MAKE) --no-print-directory -C . bin/chat-bench
 	@scripts/bench.sh
 
+# chatd against a Socket.IO 4 + Redis adapter peer on the same CPU budget
+# (docs/performance.md, "Against Socket.IO"); needs node and npm.
+bench-compare: deps all
+	@$(MAKE) --no-print-directory -C . bin/chat-bench
+	@scripts/bench-compare.sh
+
 clean:
 	rm -rf build bin
 

@@ -56,11 +56,20 @@
 /* ------------------------------------------------------------ options */
 
 enum mode { MODE_LOAD, MODE_CHURN };
+enum proto { PROTO_CHATD, PROTO_SOCKETIO };
 
-static struct opts {
+/* A server of --url; connection i goes to target i % n_targets. */
+struct target {
 	char host[64];
 	int port;
 	struct in_addr addr;
+};
+#define MAX_TARGETS 16
+
+static struct opts {
+	struct target targets[MAX_TARGETS];
+	int n_targets;
+	enum proto proto;
 	long conns;
 	long rooms;
 	long senders;
@@ -83,8 +92,6 @@ static struct opts {
 	const char *label;
 	bool json_only;
 } O = {
-	.host = "127.0.0.1",
-	.port = 8080,
 	.conns = 100,
 	.rooms = 1,
 	.senders = 10,
@@ -105,7 +112,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: chat-bench [options]\n"
-		"  --url ws://IP:PORT        server (numeric IPv4; default ws://127.0.0.1:8080)\n"
+		"  --url ws://IP:PORT[,...]  server (numeric IPv4; default ws://127.0.0.1:8080); with\n"
+		"                            several, connection i goes to server i %% count\n"
 		"  --mode load|churn         load: connect, then send; churn: connect, welcome, leave, repeat\n"
 		"  --conns C                 connections (churn: concurrent connect loops) [100]\n"
 		"  --rooms R                 rooms; connection i joins room i %% R [1]\n"
@@ -127,7 +135,9 @@ static void usage(FILE *f)
 		"                            the same way and reported apart; repeatable\n"
 		"  --room-prefix P           room names P0, P1, ... [bench-<time>-<pid>-]\n"
 		"  --user-prefix P           user ids P0, P1, ... (connection i is user P<i>) [bu]\n"
-		"  --proto chatd             wire protocol (only chatd so far)\n"
+		"  --proto chatd|socketio    wire protocol: chatd's (PROTOCOL.md), or Engine.IO v4 /\n"
+		"                            Socket.IO v5 over WebSocket (the bench/peers/socketio peer:\n"
+		"                            events \"message\", acks by callback; room seq not checked)\n"
 		"  --label NAME              copied into the JSON line\n"
 		"  --json-only               print only the JSON line\n"
 		"  --self-test               check the histogram and frame parser, then exit\n");
@@ -427,9 +437,28 @@ static void on_welcome(struct bconn *c, int64_t now)
 	send_close(c, WS_CLOSE_NORMAL);
 }
 
+/* Socket.IO: the server ends the session ("1", "41") or refuses the
+ * connect ("44"): counted as the server's close, or a failed connect. */
+static void sio_gone(struct bconn *c, const uint8_t *p, size_t n, bool refused)
+{
+	if (c->state == ST_OPEN) {
+		C.st.close_other++;
+	} else if (refused) {
+		C.st.fail_http++;
+		if (C.st.fail_http == 1)
+			fprintf(stderr, "chat-bench: Socket.IO connect refused: %.*s\n",
+				(int)(n > 200 ? 200 : n), (const char *)p);
+	} else {
+		C.st.fail_closed++;
+	}
+	send_close(c, WS_CLOSE_NORMAL);
+	conn_end(c, c->state != ST_OPEN);
+}
+
 static void on_text(struct bconn *c, const uint8_t *p, size_t n, bool complete, int64_t now)
 {
-	switch (wsc_classify(p, n)) {
+	enum wsc_kind kind = O.proto == PROTO_CHATD ? wsc_classify(p, n) : wsc_sio_classify(p, n);
+	switch (kind) {
 	case WSC_WELCOME:
 		if (c->state == ST_WAIT_WELCOME)
 			on_welcome(c, now);
@@ -439,7 +468,9 @@ static void on_text(struct bconn *c, const uint8_t *p, size_t n, bool complete, 
 		int64_t rseq;
 		if (!complete || wsc_parse_message(p, n, &sender, &seq, &send_us, &rseq) < 0)
 			return;
-		if (rseq > 0) {
+		/* The Socket.IO peer numbers a room's messages per process:
+		 * its seq says nothing about a room-wide order. */
+		if (rseq > 0 && O.proto == PROTO_CHATD) {
 			if (c->last_room_seq > 0) {
 				if (rseq <= c->last_room_seq)
 					C.st.seq_disorder++;
@@ -487,6 +518,18 @@ static void on_text(struct bconn *c, const uint8_t *p, size_t n, bool complete, 
 				(const char *)p);
 		return;
 	}
+	case WSC_SIO_PING:
+		send_control(c, WS_OP_TEXT, (const uint8_t *)"3", 1);
+		return;
+	case WSC_SIO_OPEN:
+		if (c->state == ST_WAIT_WELCOME)
+			send_control(c, WS_OP_TEXT, (const uint8_t *)"40", 2);
+		return;
+	case WSC_SIO_REFUSED:
+	case WSC_SIO_GONE:
+		if (c->state != ST_CLOSING)
+			sio_gone(c, p, n, kind == WSC_SIO_REFUSED);
+		return;
 	default:
 		return;
 	}
@@ -650,16 +693,19 @@ static void send_upgrade(struct bconn *c)
 	char *tok = jwt_sign(O.secret, sub, NULL, "member", NULL, 0, now_s, now_s + 86400);
 	if (!tok)
 		die("jwt_sign failed");
+	const struct target *t = &O.targets[c->gidx % (uint32_t)O.n_targets];
 	char req[1024];
 	int n = snprintf(req, sizeof req,
-			 "GET /api/chat?room=%s HTTP/1.1\r\n"
+			 "GET %s%s HTTP/1.1\r\n"
 			 "Host: %s:%d\r\n"
 			 "Upgrade: websocket\r\n"
 			 "Connection: Upgrade\r\n"
 			 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
 			 "Sec-WebSocket-Version: 13\r\n"
 			 "Authorization: Bearer %s\r\n\r\n",
-			 room, O.host, O.port, tok);
+			 O.proto == PROTO_CHATD ? "/api/chat?room="
+						: "/socket.io/?EIO=4&transport=websocket&room=",
+			 room, t->host, t->port, tok);
 	free(tok);
 	if (n <= 0 || (size_t)n >= sizeof req)
 		die("upgrade request too long");
@@ -733,8 +779,9 @@ static void conn_start(struct bconn *c)
 		if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0)
 			die("bind to a 127.0.0.x source address: %s", strerror(errno));
 	}
-	struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)O.port),
-				  .sin_addr = O.addr};
+	const struct target *t = &O.targets[c->gidx % (uint32_t)O.n_targets];
+	struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)t->port),
+				  .sin_addr = t->addr};
 	c->fd = fd;
 	c->state = ST_CONNECTING;
 	C.in_flight++;
@@ -767,10 +814,17 @@ static void send_message(struct bconn *c, uint64_t seq, int64_t sched, int64_t n
 	uint8_t *p = buf + WS_FRAME_HEADER_MAX + 4;
 	char *s = (char *)p;
 	size_t cap = sizeof buf - (WS_FRAME_HEADER_MAX + 4);
-	int n = snprintf(s, cap,
-			 "{\"type\":\"message\",\"ref\":\"%" PRIu64 "-%" PRId64 "\",\"text\":\"b:%" PRIu32
-			 ":%" PRIu64 ":%" PRId64 ":",
-			 seq, sched, c->gidx, seq, sched);
+	int n;
+	if (O.proto == PROTO_CHATD)
+		n = snprintf(s, cap,
+			     "{\"type\":\"message\",\"ref\":\"%" PRIu64 "-%" PRId64
+			     "\",\"text\":\"b:%" PRIu32 ":%" PRIu64 ":%" PRId64 ":",
+			     seq, sched, c->gidx, seq, sched);
+	else /* an event with an ack id (this sender's message number) */
+		n = snprintf(s, cap,
+			     "42%" PRIu64 "[\"message\",{\"type\":\"message\",\"ref\":\"%" PRIu64
+			     "-%" PRId64 "\",\"text\":\"b:%" PRIu32 ":%" PRIu64 ":%" PRId64 ":",
+			     seq, seq, sched, c->gidx, seq, sched);
 	size_t text_start = (size_t)(strstr(s, "\"text\":\"") - s) + 8;
 	size_t text_len = (size_t)n - text_start;
 	size_t len = (size_t)n;
@@ -779,8 +833,13 @@ static void send_message(struct bconn *c, uint64_t seq, int64_t sched, int64_t n
 		memcpy(s + len, C.pad, k);
 		len += k;
 	}
-	memcpy(s + len, "\"}", 2);
-	len += 2;
+	if (O.proto == PROTO_CHATD) {
+		memcpy(s + len, "\"}", 2);
+		len += 2;
+	} else {
+		memcpy(s + len, "\"}]", 3);
+		len += 3;
+	}
 	if (send_frame(c, WS_OP_TEXT, p, len) < 0) {
 		if (c->state == ST_OPEN)
 			C.st.send_overflow++;
@@ -1097,18 +1156,27 @@ static double parse_double(const char *opt, const char *v, double lo, double hi)
 	return x;
 }
 
-static void parse_url(const char *u)
+/* One ws://IP:PORT[/path] of --url into *t (the path is checked, not
+ * kept: it is always the protocol's own). */
+static void parse_url(const char *u, size_t len, struct target *t)
 {
-	if (strncmp(u, "ws://", 5) != 0)
+	char one[128];
+	if (len >= sizeof one)
+		die("--url: too long");
+	memcpy(one, u, len);
+	one[len] = '\0';
+	if (strncmp(one, "ws://", 5) != 0)
 		die("--url: want ws://IP:PORT (wss is not supported)");
-	const char *h = u + 5;
+	const char *h = one + 5;
 	const char *colon = strchr(h, ':');
 	const char *slash = strchr(h, '/');
+	if (colon && slash && slash < colon)
+		colon = NULL;
 	size_t hl = colon ? (size_t)(colon - h) : slash ? (size_t)(slash - h) : strlen(h);
-	if (hl == 0 || hl >= sizeof O.host)
+	if (hl == 0 || hl >= sizeof t->host)
 		die("--url: bad host");
-	memcpy(O.host, h, hl);
-	O.host[hl] = '\0';
+	memcpy(t->host, h, hl);
+	t->host[hl] = '\0';
 	if (colon) {
 		char port[8];
 		size_t pl = slash ? (size_t)(slash - colon - 1) : strlen(colon + 1);
@@ -1116,12 +1184,30 @@ static void parse_url(const char *u)
 			die("--url: bad port");
 		memcpy(port, colon + 1, pl);
 		port[pl] = '\0';
-		O.port = (int)parse_long("--url port", port, 1, 65535);
+		t->port = (int)parse_long("--url port", port, 1, 65535);
 	} else {
-		O.port = 80;
+		t->port = 80;
 	}
-	if (slash && strcmp(slash, "/") != 0 && strcmp(slash, "/api/chat") != 0)
-		die("--url: the path is always /api/chat");
+	const char *path = O.proto == PROTO_CHATD ? "/api/chat" : "/socket.io/";
+	if (slash && strcmp(slash, "/") != 0 && strcmp(slash, path) != 0)
+		die("--url: the path is always %s", path);
+	if (inet_pton(AF_INET, t->host, &t->addr) != 1)
+		die("--url: the host must be a numeric IPv4 address (no DNS)");
+}
+
+static void parse_urls(const char *list)
+{
+	const char *p = list;
+	for (;;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		if (O.n_targets == MAX_TARGETS)
+			die("--url: at most %d servers", MAX_TARGETS);
+		parse_url(p, len, &O.targets[O.n_targets++]);
+		if (!comma)
+			break;
+		p = comma + 1;
+	}
 }
 
 int main(int argc, char **argv)
@@ -1187,8 +1273,12 @@ int main(int argc, char **argv)
 				die("--user-prefix: 1..20 characters");
 			snprintf(O.user_prefix, sizeof O.user_prefix, "%s", v);
 		} else if (ARG("--proto")) {
-			if (strcmp(v, "chatd") != 0)
-				die("--proto: only chatd is implemented");
+			if (strcmp(v, "chatd") == 0)
+				O.proto = PROTO_CHATD;
+			else if (strcmp(v, "socketio") == 0)
+				O.proto = PROTO_SOCKETIO;
+			else
+				die("--proto: chatd or socketio");
 		} else if (ARG("--label")) {
 			/* Copied into JSON as is. */
 			for (const char *p = v; *p; p++)
@@ -1201,9 +1291,7 @@ int main(int argc, char **argv)
 		}
 #undef ARG
 	}
-	parse_url(url);
-	if (inet_pton(AF_INET, O.host, &O.addr) != 1)
-		die("--url: the host must be a numeric IPv4 address (no DNS)");
+	parse_urls(url);
 	if (!O.secret)
 		O.secret = getenv("CHAT_JWT_SECRET");
 	if (!O.secret || !*O.secret)
@@ -1212,7 +1300,9 @@ int main(int argc, char **argv)
 		O.senders = O.conns;
 	if (O.rooms > O.conns && O.conns > 0)
 		die("--rooms %ld is more than --conns %ld", O.rooms, O.conns);
-	bool loopback = (ntohl(O.addr.s_addr) >> 24) == 127;
+	bool loopback = true;
+	for (int i = 0; i < O.n_targets; i++)
+		loopback = loopback && (ntohl(O.targets[i].addr.s_addr) >> 24) == 127;
 	if (O.source_addrs < 0)
 		O.source_addrs = loopback ? (int)((O.conns + 24999) / 25000) : 0;
 	if (O.source_addrs > 0 && !loopback)
@@ -1364,8 +1454,11 @@ int main(int argc, char **argv)
 	double churn_rate = (double)tot->upgrades_win / dur;
 
 	if (!O.json_only) {
-		printf("chat-bench %s: %s, %ld conns in %ld rooms", O.label ? O.label : "",
-		       O.mode == MODE_LOAD ? "load" : "churn", O.conns, O.rooms);
+		printf("chat-bench %s: %s%s, %ld conns in %ld rooms", O.label ? O.label : "",
+		       O.mode == MODE_LOAD ? "load" : "churn",
+		       O.proto == PROTO_CHATD ? "" : " (Socket.IO)", O.conns, O.rooms);
+		if (O.n_targets > 1)
+			printf(" over %d servers", O.n_targets);
 		if (O.mode == MODE_LOAD)
 			printf(" (%" PRIu64 " members counted), %ld senders x %g/s, %ld B text",
 			       members_total, O.senders, O.rate, O.size);
@@ -1393,10 +1486,14 @@ int main(int argc, char **argv)
 			print_lat_human("delivery latency", &tot->delivery);
 			printf("  errors            rate_limited %" PRIu64 ", unavailable %" PRIu64
 			       ", other %" PRIu64 "; conns dropped %" PRIu64 " (1013: %" PRIu64
-			       ", other closes %" PRIu64 "); room seq gaps %" PRIu64
-			       ", out of order %" PRIu64 "\n",
+			       ", other closes %" PRIu64 ")",
 			       tot->err_rate_limited, tot->err_unavailable, tot->err_other, tot->dropped,
-			       tot->close_1013, tot->close_other, tot->seq_gaps, tot->seq_disorder);
+			       tot->close_1013, tot->close_other);
+			if (O.proto == PROTO_CHATD)
+				printf("; room seq gaps %" PRIu64 ", out of order %" PRIu64 "\n",
+				       tot->seq_gaps, tot->seq_disorder);
+			else
+				printf("; room seq not checked (Socket.IO)\n");
 			print_lat_human("client send lag", &tot->send_lag);
 		} else {
 			printf("  upgrades          %" PRIu64 " in window, %.1f/s (%" PRIu64
@@ -1419,15 +1516,19 @@ int main(int argc, char **argv)
 				       s_w1.rss_kb / 1024.0);
 		}
 		if (O.n_service_pids)
-			printf("  services          %d procs (Redis, PostgreSQL); CPU %.2f s in window "
+			printf("  services          %d procs (--service-pid); CPU %.2f s in window "
 			       "(%.0f%% of a core); RSS %.1f MB\n",
 			       v_w1.procs, v_w1.cpu_s - v_w0.cpu_s, 100 * (v_w1.cpu_s - v_w0.cpu_s) / dur,
 			       v_ready.rss_kb / 1024.0);
 	}
 
 	FILE *f = stdout;
-	fprintf(f, "{\"bench\":\"chat-bench\",\"label\":\"%s\",\"mode\":\"%s\",\"url\":\"ws://%s:%d\"",
-		O.label ? O.label : "", O.mode == MODE_LOAD ? "load" : "churn", O.host, O.port);
+	fprintf(f, "{\"bench\":\"chat-bench\",\"label\":\"%s\",\"mode\":\"%s\",\"proto\":\"%s\",\"url\":\"",
+		O.label ? O.label : "", O.mode == MODE_LOAD ? "load" : "churn",
+		O.proto == PROTO_CHATD ? "chatd" : "socketio");
+	for (int i = 0; i < O.n_targets; i++)
+		fprintf(f, "%sws://%s:%d", i ? "," : "", O.targets[i].host, O.targets[i].port);
+	fputc('"', f);
 	fprintf(f,
 		",\"conns\":%ld,\"rooms\":%ld,\"senders\":%ld,\"rate\":%g,\"size\":%ld,"
 		"\"duration_s\":%g,\"warmup_s\":%g,\"procs\":%d,\"source_addrs\":%d",
@@ -1447,10 +1548,15 @@ int main(int argc, char **argv)
 	json_num(f, "acked_per_s", (double)tot->acked_win / dur, true);
 	fprintf(f,
 		",\"errors\":{\"rate_limited\":%" PRIu64 ",\"unavailable\":%" PRIu64
-		",\"other\":%" PRIu64 "},\"seq_gaps\":%" PRIu64 ",\"seq_disorder\":%" PRIu64
-		",\"send_skipped\":%" PRIu64 ",\"send_overflow\":%" PRIu64,
-		tot->err_rate_limited, tot->err_unavailable, tot->err_other, tot->seq_gaps,
-		tot->seq_disorder, tot->send_skipped, tot->send_overflow);
+		",\"other\":%" PRIu64 "}",
+		tot->err_rate_limited, tot->err_unavailable, tot->err_other);
+	if (O.proto == PROTO_CHATD)
+		fprintf(f, ",\"seq_gaps\":%" PRIu64 ",\"seq_disorder\":%" PRIu64, tot->seq_gaps,
+			tot->seq_disorder);
+	else /* not checked: the peer's seq is per process */
+		fprintf(f, ",\"seq_gaps\":null,\"seq_disorder\":null");
+	fprintf(f, ",\"send_skipped\":%" PRIu64 ",\"send_overflow\":%" PRIu64, tot->send_skipped,
+		tot->send_overflow);
 	fputc(',', f);
 	print_lat_json(f, "ack_ms", &tot->ack);
 	fputc(',', f);
@@ -1574,6 +1680,43 @@ static int self_test(void)
 	static const char join[] = "{\"type\":\"join\",\"room\":\"r\"}";
 	CHECK(wsc_classify((const uint8_t *)join, sizeof join - 1) == WSC_OTHER);
 	CHECK(wsc_classify((const uint8_t *)"{\"type\":\"mess", 13) == WSC_OTHER);
+
+	/* Socket.IO frames, as the bench/peers/socketio peer writes them. */
+#define SIO(lit) wsc_sio_classify((const uint8_t *)(lit), sizeof(lit) - 1)
+	CHECK(SIO("0{\"sid\":\"a\",\"upgrades\":[],\"pingInterval\":25000}") == WSC_SIO_OPEN);
+	CHECK(SIO("2") == WSC_SIO_PING);
+	CHECK(SIO("2probe") == WSC_OTHER);
+	CHECK(SIO("1") == WSC_SIO_GONE);
+	CHECK(SIO("41") == WSC_SIO_GONE);
+	CHECK(SIO("40{\"sid\":\"b\"}") == WSC_WELCOME);
+	CHECK(SIO("44{\"message\":\"unauthorized\"}") == WSC_SIO_REFUSED);
+	CHECK(SIO("42[\"join\",{\"type\":\"join\"}]") == WSC_OTHER);
+	CHECK(SIO("42[\"message\",{\"type\":\"mess") == WSC_OTHER);
+	CHECK(SIO("43[{\"type\":\"ack\"}]") == WSC_OTHER);
+	CHECK(SIO("4317") == WSC_OTHER);
+	CHECK(SIO("") == WSC_OTHER && SIO("4") == WSC_OTHER && SIO("3") == WSC_OTHER);
+	static const char smsg[] =
+		"42[\"message\",{\"type\":\"message\",\"id\":12,\"seq\":34,\"room\":\"r\",\"user\":{\"id\":"
+		"\"bu3\",\"name\":\"bu3\"},\"text\":\"b:3:17:123456789:xxxx\",\"created_at\":\"2026-01-01T00:"
+		"00:00.000Z\",\"ref\":\"17-123456789\"}]";
+	m = (const uint8_t *)smsg;
+	CHECK(wsc_sio_classify(m, sizeof smsg - 1) == WSC_MESSAGE);
+	CHECK(wsc_parse_message(m, sizeof smsg - 1, &sender, &seq, &us, &rs) == 0 && sender == 3 &&
+	      seq == 17 && us == 123456789 && rs == 34);
+	static const char sack[] = "4317[{\"type\":\"ack\",\"op\":\"message\",\"ref\":\"17-123456789\","
+				   "\"id\":12,\"seq\":34,\"created_at\":\"x\"}]";
+	CHECK(wsc_sio_classify((const uint8_t *)sack, sizeof sack - 1) == WSC_ACK);
+	CHECK(wsc_parse_ref((const uint8_t *)sack, sizeof sack - 1, &seq, &us) == 0 && seq == 17 &&
+	      us == 123456789);
+	static const char serr[] = "439[{\"type\":\"error\",\"ref\":\"9-5\",\"code\":\"empty\","
+				   "\"message\":\"text is empty\"}]";
+	CHECK(wsc_sio_classify((const uint8_t *)serr, sizeof serr - 1) == WSC_ERROR);
+	CHECK(wsc_error_code((const uint8_t *)serr, sizeof serr - 1, code, sizeof code) == 0 &&
+	      strcmp(code, "empty") == 0);
+	/* chatd's own frames are not Socket.IO ones, and the reverse. */
+	CHECK(wsc_sio_classify((const uint8_t *)msg, sizeof msg - 1) == WSC_OTHER);
+	CHECK(wsc_classify(m, sizeof smsg - 1) == WSC_OTHER);
+#undef SIO
 
 	if (fails) {
 		fprintf(stderr, "self-test: %d failures\n", fails);

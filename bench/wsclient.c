@@ -77,6 +77,52 @@ enum wsc_kind wsc_classify(const uint8_t *p, size_t n)
 	return WSC_OTHER;
 }
 
+enum wsc_kind wsc_sio_classify(const uint8_t *p, size_t n)
+{
+	if (n == 0)
+		return WSC_OTHER;
+	switch (p[0]) {
+	case '0':
+		return WSC_SIO_OPEN;
+	case '1':
+		return WSC_SIO_GONE;
+	case '2':
+		return n == 1 ? WSC_SIO_PING : WSC_OTHER; /* "2probe": upgrades only */
+	case '4':
+		break;
+	default:
+		return WSC_OTHER;
+	}
+	if (n < 2)
+		return WSC_OTHER;
+	switch (p[1]) {
+	case '0':
+		return WSC_WELCOME;
+	case '1':
+		return WSC_SIO_GONE;
+	case '4':
+		return WSC_SIO_REFUSED;
+	case '2': {
+		static const char ev[] = "42[\"message\",";
+		if (!PREFIX(p, n, ev))
+			return WSC_OTHER;
+		enum wsc_kind k = wsc_classify(p + sizeof ev - 1, n - (sizeof ev - 1));
+		return k == WSC_MESSAGE ? k : WSC_OTHER;
+	}
+	case '3': {
+		size_t i = 2;
+		while (i < n && p[i] >= '0' && p[i] <= '9')
+			i++;
+		if (i == 2 || i >= n || p[i] != '[')
+			return WSC_OTHER;
+		enum wsc_kind k = wsc_classify(p + i + 1, n - i - 1);
+		return k == WSC_ACK || k == WSC_ERROR ? k : WSC_OTHER;
+	}
+	default:
+		return WSC_OTHER;
+	}
+}
+
 /* Reads decimal digits at *p; returns the number of digits (0: none). */
 static size_t read_u64(const uint8_t *p, size_t n, uint64_t *out)
 {

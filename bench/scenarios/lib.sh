@@ -8,9 +8,13 @@
 #   PostgreSQL pinned to BENCH_SERVER_CPUS (their affinity is put back on
 #   exit).
 # bench_server_start N: chatd with N workers pinned to BENCH_SERVER_CPUS,
-#   rate limit raised out of the way; bench_server_stop.
-# bench_run LABEL ARGS...: chat-bench pinned to BENCH_CLIENT_CPUS; the
-#   JSON line lands in $BENCH_OUT/<scenario>.jsonl and in $BENCH_JSON.
+#   rate limit raised out of the way; bench_server_stop. With
+#   BENCH_TARGET=socketio, the Socket.IO peer instead (bench/peers/socketio:
+#   one node process per port of BENCH_SIO_PORTS, sharing the same Redis
+#   through the adapter; N is ignored), pinned the same way.
+# bench_run LABEL ARGS...: chat-bench pinned to BENCH_CLIENT_CPUS, speaking
+#   the target's protocol; the JSON line lands in
+#   $BENCH_OUT/<scenario>.jsonl and in $BENCH_JSON.
 #
 # Knobs (environment):
 #   BENCH_DURATION (10) measured window per run, s   BENCH_WARMUP (2)
@@ -20,6 +24,8 @@
 #   BENCH_PIN_SERVICES (1) pin Redis and PostgreSQL with chatd
 #   BENCH_OUT           results directory (.run/bench/<date>)
 #   BENCH_CHATD         the chatd binary to measure (bin/chatd)
+#   BENCH_TARGET (chatd) or socketio: the server the scenarios measure
+#   BENCH_SIO_PORTS     the Socket.IO processes' ports ("BENCH_PORT+1 BENCH_PORT+2")
 # and per scenario, see each file.
 
 BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
@@ -36,6 +42,13 @@ BENCH_BIN=$BENCH_ROOT/bin
 : "${BENCH_PIN_SERVICES:=1}"
 : "${BENCH_REDIS_PREFIX:=bench:}"
 : "${BENCH_DB:=chat_bench}"
+: "${BENCH_TARGET:=chatd}"
+: "${BENCH_SIO_PORTS:=$((BENCH_PORT + 1)) $((BENCH_PORT + 2))}"
+case $BENCH_TARGET in
+chatd | socketio) ;;
+*) printf 'bench: BENCH_TARGET: chatd or socketio, not %s\n' "$BENCH_TARGET" >&2; exit 1 ;;
+esac
+BENCH_SIO_DIR=$BENCH_ROOT/bench/peers/socketio
 
 bench_say() { printf 'bench: %s\n' "$*" >&2; }
 bench_die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
@@ -135,16 +148,9 @@ bench_setup() {
     scripts/services.sh start >&2
     eval "$(scripts/services.sh env)"
     export CHATD_REDIS_URL CHATD_PG_PORT CHATD_REDIS_PORT
-    # A fresh database per run: every run starts from empty tables.
-    psql -X -q -h 127.0.0.1 -p "$CHATD_PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 \
-        -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" \
-        -c "CREATE DATABASE $BENCH_DB OWNER chat" >/dev/null ||
-        bench_die "could not create database $BENCH_DB"
     export BENCH_PG_DSN="postgresql://chat@127.0.0.1:$CHATD_PG_PORT/$BENCH_DB"
-    CHAT_PG_DSN=$BENCH_PG_DSN CHAT_JWT_SECRET=x "$BENCH_BIN/chatctl" migrate >&2 ||
-        bench_die "migrate failed"
-    redis-cli -h 127.0.0.1 -p "$CHATD_REDIS_PORT" --scan --pattern "${BENCH_REDIS_PREFIX}*" |
-        xargs -r -n 500 redis-cli -h 127.0.0.1 -p "$CHATD_REDIS_PORT" DEL >/dev/null
+    # A fresh database per run: every run starts from empty tables.
+    bench_db_reset
     BENCH_SECRET=$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')
     BENCH_SYNC_COMMIT=$(psql -X -At "$BENCH_PG_DSN" -c 'SHOW synchronous_commit' 2>/dev/null || echo '?')
     export BENCH_SECRET BENCH_SYNC_COMMIT
@@ -173,16 +179,41 @@ bench_setup() {
     bench_say "results in $BENCH_OUT; PostgreSQL synchronous_commit=$BENCH_SYNC_COMMIT"
 }
 
+# Something accepts connections on 127.0.0.1:$1.
+bench_port_busy() {
+    timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null
+}
+
+# bench_db_reset: the database BENCH_DB dropped, created and migrated again
+# (empty tables), and the Redis keys under BENCH_REDIS_PREFIX cleared. No
+# server may be running on them. bench_setup does it once;
+# scripts/bench-compare.sh before each of chatd's scenarios.
+bench_db_reset() {
+    psql -X -q -h 127.0.0.1 -p "$CHATD_PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 \
+        -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" \
+        -c "CREATE DATABASE $BENCH_DB OWNER chat" >/dev/null ||
+        bench_die "could not create database $BENCH_DB"
+    CHAT_PG_DSN=$BENCH_PG_DSN CHAT_JWT_SECRET=x "$BENCH_BIN/chatctl" migrate >&2 ||
+        bench_die "migrate failed"
+    redis-cli -h 127.0.0.1 -p "$CHATD_REDIS_PORT" --scan --pattern "${BENCH_REDIS_PREFIX}*" |
+        xargs -r -n 500 redis-cli -h 127.0.0.1 -p "$CHATD_REDIS_PORT" DEL >/dev/null
+}
+
 SERVER_PID=
-# bench_server_start WORKERS [NAME=VALUE ...]: chatd for one scenario.
+# bench_server_start WORKERS [NAME=VALUE ...]: the server for one scenario:
+# chatd, or with BENCH_TARGET=socketio the Socket.IO peer.
 bench_server_start() {
+    if [[ $BENCH_TARGET == socketio ]]; then
+        bench_sio_start
+        return
+    fi
     local workers=$1 i
     shift
     bench_server_stop
     local log=$BENCH_OUT/chatd-${BENCH_SCENARIO:-x}.log
     # chatd listens with SO_REUSEPORT: a second server on a busy port would
     # silently share the connections with the first.
-    if timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$BENCH_PORT" 2>/dev/null; then
+    if bench_port_busy "$BENCH_PORT"; then
         bench_die "127.0.0.1:$BENCH_PORT is in use; set BENCH_PORT"
     fi
     ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -208,6 +239,47 @@ bench_server_start() {
     bench_die "chatd did not become ready (log: $log)"
 }
 
+# The Socket.IO peer: bench/peers/socketio/start.sh (its own session, so
+# that its node processes can be stopped as a group), one process per port
+# of BENCH_SIO_PORTS, the adapter's channels under BENCH_REDIS_PREFIX.
+bench_sio_start() {
+    local p i ok log=$BENCH_OUT/socketio-${BENCH_SCENARIO:-x}.log
+    bench_server_stop
+    for p in $BENCH_SIO_PORTS; do
+        if bench_port_busy "$p"; then bench_die "127.0.0.1:$p is in use; set BENCH_SIO_PORTS"; fi
+    done
+    bench_sio_install
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    # shellcheck disable=SC2086 # the port list
+    env JWT_SECRET="$BENCH_SECRET" REDIS_URL="$CHATD_REDIS_URL" SIO_KEY="${BENCH_REDIS_PREFIX}sio" \
+        setsid bash -c 'if [[ $1 == 1 ]]; then exec taskset -c "$2" "${@:3}"; else exec "${@:3}"; fi' _ \
+        "$BENCH_PIN_OK" "$BENCH_SERVER_CPUS" "$BENCH_SIO_DIR/start.sh" $BENCH_SIO_PORTS >>"$log" 2>&1 &
+    SERVER_PID=$!
+    for ((i = 0; i < 300; i++)); do
+        ok=1
+        for p in $BENCH_SIO_PORTS; do
+            curl -fsS -m 1 "http://127.0.0.1:$p/readyz" >/dev/null 2>&1 || { ok=0; break; }
+        done
+        if ((ok)); then
+            bench_say "Socket.IO peer up (pid $SERVER_PID, ports $BENCH_SIO_PORTS, CPU $BENCH_SERVER_CPUS)"
+            return 0
+        fi
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    tail -n 20 "$log" >&2
+    bench_die "the Socket.IO peer did not become ready (log: $log)"
+}
+
+# The peer's packages, from its package-lock.json, when missing.
+bench_sio_install() {
+    command -v node >/dev/null 2>&1 || bench_die "the Socket.IO peer needs node (and npm)"
+    if [[ ! -d $BENCH_SIO_DIR/node_modules/socket.io || ! -d $BENCH_SIO_DIR/node_modules/@socket.io/redis-adapter ]]; then
+        bench_say "installing the Socket.IO peer's packages (npm ci)"
+        npm ci --prefix "$BENCH_SIO_DIR" --no-audit --no-fund >&2 || bench_die "npm ci failed"
+    fi
+}
+
 bench_server_stop() {
     local i
     [[ -n $SERVER_PID ]] || return 0
@@ -219,19 +291,35 @@ bench_server_stop() {
         kill -KILL "$SERVER_PID" 2>/dev/null || true
     fi
     wait "$SERVER_PID" 2>/dev/null || true
+    # The peer's node processes, should start.sh have gone without them
+    # (its session: SERVER_PID leads it).
+    if [[ $BENCH_TARGET == socketio ]]; then kill -KILL -- "-$SERVER_PID" 2>/dev/null || true; fi
     SERVER_PID=
+}
+
+# bench_target_args: chat-bench's --proto and --url for the target.
+bench_target_args() {
+    local p urls=
+    if [[ $BENCH_TARGET == socketio ]]; then
+        for p in $BENCH_SIO_PORTS; do urls+=${urls:+,}ws://127.0.0.1:$p; done
+        printf '%s\n' --proto socketio --url "$urls"
+    else
+        printf '%s\n' --proto chatd --url "ws://127.0.0.1:$BENCH_PORT"
+    fi
 }
 
 BENCH_JSON=
 # bench_run LABEL CHAT-BENCH-ARGS...
 bench_run() {
-    local label=$1 out svc=()
+    local label=$1 out svc=() target=()
     shift
     [[ -n $BENCH_REDIS_PID ]] && svc+=(--service-pid "$BENCH_REDIS_PID")
-    [[ -n $BENCH_PG_PID ]] && svc+=(--service-pid "$BENCH_PG_PID")
+    # The peer does not use PostgreSQL: its idle CPU would only add noise.
+    [[ -n $BENCH_PG_PID && $BENCH_TARGET == chatd ]] && svc+=(--service-pid "$BENCH_PG_PID")
+    mapfile -t target < <(bench_target_args)
     out=$(mktemp)
     if ! bench_pinned "$BENCH_CLIENT_CPUS" "$BENCH_BIN/chat-bench" \
-            --url "ws://127.0.0.1:$BENCH_PORT" --secret "$BENCH_SECRET" \
+            "${target[@]}" --secret "$BENCH_SECRET" \
             --server-pid "$SERVER_PID" "${svc[@]}" --label "$label" \
             --duration "$BENCH_DURATION" --warmup "$BENCH_WARMUP" --drain "$BENCH_DRAIN" \
             "$@" >"$out"; then
@@ -253,8 +341,10 @@ bench_procs() { echo $((($1 + 14999) / 15000)); }
 
 # bench_result TEXT: the scenario's figure, printed and collected.
 bench_result() {
-    printf 'RESULT %-9s %s\n' "${BENCH_SCENARIO:-?}" "$*"
-    printf '%-9s %s\n' "${BENCH_SCENARIO:-?}" "$*" >>"$BENCH_OUT/summary.txt"
+    local name=${BENCH_SCENARIO:-?}
+    [[ $BENCH_TARGET == chatd ]] || name+=/$BENCH_TARGET
+    printf 'RESULT %-9s %s\n' "$name" "$*"
+    printf '%-9s %s\n' "$name" "$*" >>"$BENCH_OUT/summary.txt"
 }
 
 # bench_step_ok [ack]: the last run held (ratio >= BENCH_MIN_RATIO, p99 <=
@@ -275,14 +365,32 @@ bench_step_ok() {
 
 # bench_step_up KIND PREFIX "RATES" CHAT-BENCH-ARGS...: runs at each
 # per-sender rate in turn (--rate R appended) until a step fails
-# (bench_step_ok KIND). Sets BEST_RATE/BEST_JSON (the last step that held,
-# empty if none) and FAIL_RATE/FAIL_JSON (the step that did not).
+# (bench_step_ok KIND); with BENCH_RETRY=N (0) a failed step is run up to N
+# more times first, and holds if one of them does (shared machines). With
+# BENCH_PRIME=1 (0) one run at the first rate comes before the steps and is
+# not judged (labelled PREFIX-prime in the JSON lines): a JIT-compiled
+# server is then measured warm. Sets BEST_RATE/BEST_JSON (the last step that held,
+# empty if none) and FAIL_RATE/FAIL_JSON (the step that did not), and
+# FIRST_JSON (the first step, the base rate). The three JSON lines are also
+# kept as $BENCH_OUT/<scenario>.{first,best,fail}.json (empty when none),
+# for scripts/bench-compare.sh.
 bench_step_up() {
     local kind=$1 prefix=$2 rates=$3 r
     shift 3
-    BEST_RATE='' BEST_JSON='' FAIL_RATE='' FAIL_JSON=''
+    BEST_RATE='' BEST_JSON='' FAIL_RATE='' FAIL_JSON='' FIRST_JSON=''
+    local try
+    if [[ ${BENCH_PRIME:-0} == 1 ]]; then
+        r=${rates%% *}
+        bench_run "$prefix-prime" "$@" --rate "$r"
+        bench_say "$prefix: primed at $r/s per sender (not judged)"
+    fi
     for r in $rates; do
-        bench_run "$prefix-r$r" "$@" --rate "$r"
+        for ((try = 0; try <= ${BENCH_RETRY:-0}; try++)); do
+            ((try == 0)) || bench_say "$prefix at $r/s per sender: again ($try of ${BENCH_RETRY:-0})"
+            bench_run "$prefix-r$r" "$@" --rate "$r"
+            ! bench_step_ok "$kind" || break
+        done
+        [[ -n $FIRST_JSON ]] || FIRST_JSON=$BENCH_JSON
         if bench_step_ok "$kind"; then
             BEST_RATE=$r BEST_JSON=$BENCH_JSON
             bench_say "$prefix at $r/s per sender held"
@@ -292,6 +400,10 @@ bench_step_up() {
             break
         fi
     done
+    local base=$BENCH_OUT/${BENCH_SCENARIO:-x}
+    printf '%s\n' "$FIRST_JSON" >"$base.first.json"
+    printf '%s\n' "$BEST_JSON" >"$base.best.json"
+    printf '%s\n' "$FAIL_JSON" >"$base.fail.json"
 }
 
 # One line of the figures that decide a step.

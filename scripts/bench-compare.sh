@@ -23,7 +23,7 @@
 #   BENCH_WORKERS 1 (chatd's workers: one per core, as `make bench`; 2 is
 #     the shape of the peer's two processes, and costs chatd about half of
 #     its fan-out on the one core),
-#   BENCH_FANOUT_RATES  1 2 3 4 5 6 7 8 10 12 14 16 18 20 25 30 40 50
+#   BENCH_FANOUT_RATES  1 2 3 4 5 6 7 8 10 12 14 16 18 20 25 30 40 50 60 70 80 100 120 150 200
 #   BENCH_ROOMS_RATES   0.1 0.15 0.2 0.3 0.5 0.75 1 1.25 1.5 2 3 4 6 8
 #   BENCH_PORT 18785 (chatd; the peer takes the next two ports),
 #   BENCH_DB chat_bench_compare, BENCH_REDIS_PREFIX benchcmp: (apart from
@@ -40,7 +40,7 @@ export BENCH_DURATION=${BENCH_DURATION:-5}
 export BENCH_RETRY=${BENCH_RETRY:-1}
 export BENCH_PRIME=${BENCH_PRIME:-1}
 export BENCH_WORKERS=${BENCH_WORKERS:-1}
-export BENCH_FANOUT_RATES=${BENCH_FANOUT_RATES:-1 2 3 4 5 6 7 8 10 12 14 16 18 20 25 30 40 50}
+export BENCH_FANOUT_RATES=${BENCH_FANOUT_RATES:-1 2 3 4 5 6 7 8 10 12 14 16 18 20 25 30 40 50 60 70 80 100 120 150 200}
 export BENCH_ROOMS_RATES=${BENCH_ROOMS_RATES:-0.1 0.15 0.2 0.3 0.5 0.75 1 1.25 1.5 2 3 4 6 8}
 export BENCH_PORT=${BENCH_PORT:-18785}
 export BENCH_DB=${BENCH_DB:-chat_bench_compare}
@@ -87,6 +87,14 @@ if [[ -z $table_only ]]; then
             # one stored would change the next one's figures.
             if [[ $t == chatd ]]; then bench_db_reset; fi
             BENCH_TARGET=$t BENCH_OUT=$BENCH_OUT/$t bench/scenarios/"$s".sh || failed+=("$s/$t")
+            # How PostgreSQL read chatd's tables: the plan of the store's
+            # statements changes with the tables' size, and the figures with it.
+            if [[ $t == chatd ]]; then
+                psql -X -At -F ' ' "$BENCH_PG_DSN" -c "SELECT relname, seq_scan, seq_tup_read,
+                        coalesce(idx_scan, 0), n_live_tup FROM pg_stat_user_tables
+                        WHERE relname IN ('messages', 'rooms') ORDER BY 1" \
+                    >"$BENCH_OUT/chatd/$s.pgstat" 2>/dev/null || true
+            fi
         done
     done
     # What the table needs, kept for --table.
@@ -165,6 +173,15 @@ at() { # HELD-RATE FAILED-RATE: "(at 10/s; 12/s failed)"
     done
     echo
     echo "delivered/s: the highest step with delivery p99 <= $BENCH_P99_MS ms, >= $BENCH_MIN_RATIO delivered and no failed or dropped connection (ratio > 1: chatd delivers more); p99: at the first step (ratio < 1: chatd is faster). CPU: the server's processes (chatd's master and workers; the two node processes), then the services' (chatd: Redis and PostgreSQL; Socket.IO: Redis), in cores over the window."
+    for s in $scenarios; do
+        [[ -s $BENCH_OUT/chatd/$s.pgstat ]] || continue
+        echo
+        echo -n "PostgreSQL after chatd's $s:"
+        while read -r rel seq rows idx live; do
+            echo -n " $rel $live rows, $seq sequential scans ($rows rows read), $idx index scans;"
+        done <"$BENCH_OUT/chatd/$s.pgstat"
+        echo
+    done
     for t in $targets; do
         echo
         echo "$t:"
@@ -175,7 +192,7 @@ at() { # HELD-RATE FAILED-RATE: "(at 10/s; 12/s failed)"
 echo
 cat "$BENCH_OUT/compare.md"
 echo
-echo "JSON lines: $BENCH_OUT/{$(tr ' ' ',' <<<"$targets")}/*.jsonl; this table: $BENCH_OUT/compare.md"
+echo "JSON lines: $BENCH_OUT/<target>/*.jsonl ($targets); this table: $BENCH_OUT/compare.md"
 if ((${#failed[@]})); then
     echo "failed: ${failed[*]}" >&2
     exit 1

@@ -28,46 +28,6 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT format('{"id":%s,"name":%s}', to_json(p_id), to_json(p_name))
 $$;
 
--- A new message. A ref this user already used in this room returns the
--- original (duplicate = true) and changes nothing. The idempotency check
--- runs under the room lock, so two concurrent sends of one ref cannot
--- both store.
-CREATE OR REPLACE FUNCTION chat_post(p_room text, p_user_id text, p_user_name text,
-                                     p_body text, p_ref text)
-RETURNS TABLE (id bigint, seq bigint, created_at text, payload text, duplicate boolean)
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_seq bigint;
-    v_id bigint;
-    v_at timestamptz;
-    v_payload text;
-BEGIN
-    v_seq := chat_lock_room(p_room);
-    IF p_ref IS NOT NULL THEN
-        SELECT m.id, m.created_seq, m.created_at INTO v_id, v_seq, v_at
-          FROM messages m
-         WHERE m.room = p_room AND m.user_id = p_user_id AND m.ref = p_ref;
-        IF FOUND THEN
-            RETURN QUERY SELECT v_id, v_seq, chat_ts(v_at), NULL::text, true;
-            RETURN;
-        END IF;
-        v_seq := (SELECT r.seq FROM rooms r WHERE r.name = p_room);
-    END IF;
-    v_seq := v_seq + 1;
-    UPDATE rooms SET seq = v_seq WHERE name = p_room;
-    v_id := nextval('messages_id_seq');
-    v_at := clock_timestamp();
-    v_payload := format('{"type":"message","id":%s,"seq":%s,"room":%s,"user":%s,"text":%s,"created_at":"%s"%s}',
-                        v_id, v_seq, to_json(p_room), chat_user_json(p_user_id, p_user_name),
-                        to_json(p_body), chat_ts(v_at),
-                        CASE WHEN p_ref IS NULL THEN '' ELSE ',"ref":' || to_json(p_ref)::text END);
-    INSERT INTO messages (id, room, user_id, user_name, body, ref, created_at, seq, created_seq)
-         VALUES (v_id, p_room, p_user_id, p_user_name, p_body, p_ref, v_at, v_seq, v_seq);
-    INSERT INTO room_events (room, seq, payload) VALUES (p_room, v_seq, v_payload);
-    RETURN QUERY SELECT v_id, v_seq, chat_ts(v_at), v_payload, false;
-END
-$$;
-
 -- An edit by the author within the window, judged by the database clock.
 -- status: ok, not_found, forbidden, edit_window_closed.
 CREATE OR REPLACE FUNCTION chat_edit(p_room text, p_id bigint, p_user_id text, p_body text,

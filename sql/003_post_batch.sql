@@ -1,6 +1,6 @@
--- Many new messages in one call: a worker's batch (docs/architecture.md,
--- "The life of a message"). The same rules as chat_post, message by
--- message in the given order, but set-based: each room's row is locked
+-- New messages, one call per batch of a worker (docs/architecture.md,
+-- "The life of a message"). Message by message in the given order, but
+-- set-based: each room's row is locked
 -- once (in name order, so concurrent batches cannot deadlock) and its
 -- counter written once, and the rows go in with one INSERT per table. Row
 -- by row, PL/pgSQL spent about three times as long per message.

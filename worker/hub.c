@@ -121,6 +121,13 @@ static void deliver_frame(struct hub_room *r, int64_t seq, struct ws_shared *f,
     }
 }
 
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void deliver_ex(struct hub_room *r, int64_t seq, const char *json, size_t len,
                        uint64_t skip_conn, int64_t started_us, bool optional);
 
@@ -141,19 +148,7 @@ static void deliver_ex(struct hub_room *r, int64_t seq, const char *json, size_t
     /* The room may lose members (slow consumers closed) while we go. */
     deliver_frame(r, seq, f, skip_conn, optional);
     ws_shared_release(f);
-    if (started_us) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t now_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-        metrics_observe_latency_us((uint64_t)(now_us - started_us));
-    }
-}
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    if (started_us) metrics_observe_latency_us((uint64_t)(mono_us() - started_us));
 }
 
 static void start_repair(struct hub_room *r);

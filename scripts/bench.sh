@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: the benchmark scenarios of bench/scenarios/ against a
-# private chatd (docs/performance.md). Sets up once (services, a fresh
-# chat_bench database, Redis and PostgreSQL pinned to CPU 0 next to chatd,
-# the load generator on CPU 1), runs each scenario, prints the figures.
+# private chatd (docs/performance.md). Sets up once (services, Redis and
+# PostgreSQL pinned to CPU 0 next to chatd, the load generator on CPU 1),
+# runs each scenario on a fresh chat_bench database, prints the figures.
 #
 #   BENCH_SCENARIOS   which, in order (fanout rooms durable churn capacity)
 #   BENCH_DURATION    measured window per run in seconds (10)
@@ -25,6 +25,9 @@ start=$(date +%s)
 failed=()
 for s in $scenarios; do
     bench_say "---- $s"
+    # Empty tables for each scenario: what the previous one stored would
+    # change the next one's figures.
+    bench_db_reset
     bench/scenarios/"$s".sh || failed+=("$s")
 done
 

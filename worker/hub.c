@@ -28,9 +28,13 @@
  * reveal the gap, and the room could wait for ever. So this often the
  * rooms with local members compare their position with PostgreSQL's (one
  * query for all of them), and a room still behind what the previous sweep
- * saw reads what it missed: waiting one sweep leaves alone the changes
- * whose PUBLISH is merely on its way. Such a change arrives within two
- * sweeps. */
+ * saw, and that heard nothing since, reads what it missed. Waiting one
+ * sweep leaves alone the changes whose PUBLISH is merely on its way; a
+ * room still hearing changes is alive, and a change missing in the middle
+ * of them shows as a gap in the reorder buffer. Under overload PUBLISHes
+ * can lag a sweep or more, and reading them from PostgreSQL as well would
+ * only add load where there is too much. A lost last change arrives
+ * within three sweeps. */
 #define HUB_SWEEP_MS 1000
 
 struct buffered {
@@ -49,6 +53,7 @@ struct hub_room {
     bool subscribed;       /* SUBSCRIBE confirmed on the current link */
     bool unsubscribing;    /* UNSUBSCRIBE sent, its reply not seen yet */
     bool querying;         /* a position or repair read is in flight */
+    bool heard;            /* a change arrived since the last sweep */
     uint8_t repair_tries;
     int64_t next_seq;      /* next change to deliver; 0 = position unknown */
     int64_t sweep_seq;     /* PostgreSQL's seq at the last sweep if ahead of us, else 0 */
@@ -196,6 +201,7 @@ static void buffer_change(struct hub_room *r, int64_t seq, const char *json, siz
 
 static void on_change(struct hub_room *r, int64_t seq, const char *json, size_t len)
 {
+    r->heard = true;
     if (r->next_seq == 0 || seq > r->next_seq) {
         buffer_change(r, seq, json, len);
         if (r->next_seq) drain_buffered(r);
@@ -372,8 +378,9 @@ static void on_sweep(void *arg, PGresult *const *res, int n, const char *err)
         struct hub_room *r = find_room(h, PQgetvalue(pr, i, 0));
         if (!r || r->next_seq == 0) continue;
         int64_t seq = strtoll(PQgetvalue(pr, i, 1), NULL, 10);
-        if (r->sweep_seq >= r->next_seq) start_repair(r);
+        if (r->sweep_seq >= r->next_seq && !r->heard) start_repair(r);
         r->sweep_seq = seq >= r->next_seq ? seq : 0;
+        r->heard = false;
     }
 }
 

@@ -24,6 +24,7 @@
 #   BENCH_PIN_SERVICES (1) pin Redis and PostgreSQL with chatd
 #   BENCH_OUT           results directory (.run/bench/<date>)
 #   BENCH_CHATD         the chatd binary to measure (bin/chatd)
+#   BENCH_CHATD_ENV     more settings for it, "CHAT_NAME=VALUE ..." (word-split)
 #   BENCH_TARGET (chatd) or socketio: the server the scenarios measure
 #   BENCH_SIO_PORTS     the Socket.IO processes' ports ("BENCH_PORT+1 BENCH_PORT+2")
 # and per scenario, see each file.
@@ -223,7 +224,7 @@ bench_server_start() {
         CHAT_WORKERS="$workers" CHAT_REDIS_URL="$CHATD_REDIS_URL" CHAT_PG_DSN="$BENCH_PG_DSN" \
         CHAT_REDIS_PREFIX="$BENCH_REDIS_PREFIX" CHAT_RATE_PER_SEC=1000000 CHAT_RATE_BURST=1000000 \
         CHAT_MAX_CONNS_PER_IP=0 CHAT_LOG_LEVEL=warn CHAT_DRAIN_TIMEOUT_S=3 \
-        CHAT_STATIC_DIR="$BENCH_ROOT/web" "$@" \
+        CHAT_STATIC_DIR="$BENCH_ROOT/web" $BENCH_CHATD_ENV "$@" \
         setsid bash -c 'if [[ $1 == 1 ]]; then exec taskset -c "$2" "$3"; else exec "$3"; fi' _ \
         "$BENCH_PIN_OK" "$BENCH_SERVER_CPUS" "$BENCH_CHATD" >>"$log" 2>&1 &
     SERVER_PID=$!

@@ -44,6 +44,7 @@ BENCH_BIN=$BENCH_ROOT/bin
 : "${BENCH_REDIS_PREFIX:=bench:}"
 : "${BENCH_DB:=chat_bench}"
 : "${BENCH_TARGET:=chatd}"
+: "${BENCH_CHATD_ENV:=}"
 : "${BENCH_SIO_PORTS:=$((BENCH_PORT + 1)) $((BENCH_PORT + 2))}"
 case $BENCH_TARGET in
 chatd | socketio) ;;

@@ -510,7 +510,9 @@ static void on_subscription(redisAsyncContext *ac, void *reply, void *privdata)
     (void)ac;
     struct hub *h = privdata;
     redisReply *rep = reply;
-    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3) return;
+    if (!rep) return;
+    redis_link_heard(h->w->redis_sub);
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3) return;
     redisReply *kind = rep->element[0], *chan = rep->element[1], *val = rep->element[2];
     if (kind->type != REDIS_REPLY_STRING || chan->type != REDIS_REPLY_STRING) return;
     bool is_control = strcmp(chan->str, h->control_channel) == 0;

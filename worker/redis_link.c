@@ -268,6 +268,8 @@ int redis_link_unsubscribe(struct redis_link *l, const char *channel)
     return redisAsyncCommand(l->ac, NULL, NULL, "UNSUBSCRIBE %s", channel) == REDIS_OK ? 0 : -1;
 }
 
+void redis_link_heard(struct redis_link *l) { l->last_progress_ms = timefmt_mono_ms(); }
+
 /* Any reply of the probe channel (its subscribe confirmations: nobody
  * publishes on it) shows the connection alive. NULL: the context is being
  * freed, maybe with the link; touch nothing. */

@@ -48,6 +48,14 @@ int redis_link_unsubscribe(struct redis_link *l, const char *channel);
  * channel again and waits for the confirmation like any command. */
 void redis_link_set_probe(struct redis_link *l, const char *channel);
 
+/* A subscription's callback calls this for every reply it gets. Replies
+ * come in order, so a probe's confirmation waits behind every message
+ * already on its way; a busy link, read more slowly than Redis fills it,
+ * would look stalled, and each reconnection would subscribe every room
+ * again, adding load exactly where there is too much. A link that is
+ * still delivering is alive. */
+void redis_link_heard(struct redis_link *l);
+
 /* Commands sent whose replies have not come yet. */
 uint32_t redis_link_pending(const struct redis_link *l);
 

@@ -20,6 +20,7 @@ void conn_list_add(struct conn_list *l, struct conn *c)
     c->prev = NULL;
     c->next = l->head;
     if (l->head) l->head->prev = c;
+    else l->tail = c;
     l->head = c;
     l->count++;
 }
@@ -29,6 +30,7 @@ void conn_list_remove(struct conn_list *l, struct conn *c)
     if (c->prev) c->prev->next = c->next;
     else l->head = c->next;
     if (c->next) c->next->prev = c->prev;
+    else l->tail = c->prev;
     c->prev = c->next = NULL;
     l->count--;
 }

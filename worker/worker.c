@@ -58,6 +58,23 @@ static void shed_one(struct worker *w)
     w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
+/* Out of descriptors, a worker would have to turn new clients away while
+ * connections that never sent a request, or idle keep-alive ones, hold
+ * every descriptor (a flood of idle connections, slowloris): instead it
+ * closes the oldest plain HTTP connection that is not being answered, and
+ * takes the new one. WebSockets are never taken. Looks at a bounded
+ * number of the oldest; returns whether one was closed. */
+static bool reclaim_idle_http(struct worker *w)
+{
+    int looked = 0;
+    for (struct conn *c = w->http_conns.tail; c && looked < 64; c = c->prev, looked++) {
+        if (c->busy || c->closed || c->close_after_flush) continue;
+        conn_close(c);
+        return true;
+    }
+    return false;
+}
+
 static void to_ip_addr(const struct sockaddr_storage *ss, struct ip_addr *out)
 {
     memset(out, 0, sizeof *out);
@@ -69,16 +86,23 @@ static void to_ip_addr(const struct sockaddr_storage *ss, struct ip_addr *out)
     }
 }
 
-/* Over the per-address limit: say so in HTTP (the client has not sent its
- * request yet, but every HTTP client reads an early answer) and close. */
+/* Over the per-address limit: say so in HTTP (every HTTP client reads an
+ * early answer) and close. A request already received but unread would
+ * make close() answer with RST rather than FIN, and a client that sees
+ * the RST before reading loses the 429: read what has arrived first
+ * (bounded), and send our FIN before closing. */
 static void refuse_over_limit(int fd)
 {
     static const char answer[] =
         "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
         "Content-Length: 74\r\nConnection: close\r\n\r\n"
         "{\"error\":{\"code\":\"too_many_connections\",\"message\":\"too many connections\"}}";
+    char sink[2048];
+    for (int i = 0; i < 8 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++) {
+    }
     ssize_t n = send(fd, answer, sizeof answer - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
     (void)n;
+    (void)shutdown(fd, SHUT_WR);
     close(fd);
 }
 
@@ -94,15 +118,19 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
                 return;
             if (errno == EMFILE || errno == ENFILE) {
+                bool reclaimed = reclaim_idle_http(w);
+                if (reclaimed) w->reclaimed_since_log++;
+                else w->shed_since_log++;
                 /* A flood lasts; one line a second says so well enough. */
                 int64_t now = timefmt_mono_ms();
                 if (now - w->last_emfile_log_ms >= 1000) {
-                    log_warn("accept: %s; shedding and pausing accepts for %d ms (%u shed since "
-                             "the last line)", strerror(errno), ACCEPT_PAUSE_MS, w->shed_since_log);
+                    log_warn("accept: %s; closed %u idle HTTP connections and shed %u new ones "
+                             "since the last line", strerror(errno), w->reclaimed_since_log,
+                             w->shed_since_log);
                     w->last_emfile_log_ms = now;
-                    w->shed_since_log = 0;
+                    w->shed_since_log = w->reclaimed_since_log = 0;
                 }
-                w->shed_since_log++;
+                if (reclaimed) continue;
                 shed_one(w);
                 accept_pause(w);
                 return;

@@ -39,7 +39,8 @@ struct ip_limit;
 
 /* Connections of one kind, intrusive (see struct conn). */
 struct conn_list {
-    struct conn *head;
+    struct conn *head;  /* the newest */
+    struct conn *tail;  /* the oldest */
     uint32_t count;
 };
 
@@ -74,6 +75,7 @@ struct worker {
     uint32_t accepts_since_trim;
     int64_t last_emfile_log_ms;
     uint32_t shed_since_log;
+    uint32_t reclaimed_since_log;
     int64_t last_trim_ms;
     int64_t drain_deadline_ms;
 

@@ -3,8 +3,9 @@
 // 1. A connection flood at an instance whose workers may hold 300
 //    descriptors (prlimit --nofile=300:300 around chatd), past that limit
 //    and past the listen backlogs (two SO_REUSEPORT sockets of 4096): the
-//    workers shed what they cannot hold (accept and close at EMFILE)
-//    instead of dying or spinning, the clients already connected keep
+//    workers close their oldest idle connections to take new ones (and
+//    shed what they cannot hold) instead of dying or spinning, a new client
+//    gets in during the flood, the clients already connected keep
 //    exchanging messages throughout (counted: acks and deliveries go on
 //    during the flood), and once the flood ends new connections succeed
 //    again. Nothing acked is lost.
@@ -103,13 +104,18 @@ test('connection flood past the descriptor limit and the backlog: existing clien
         fl = await flood(a.port, n);
         t.after(() => fl.end());
         // The flood holds: the workers are at their limit now.
-        await waitFor(() => /accept: Too many open files; shedding/.test(a.logs()), 10000, 100, 'EMFILE reached and logged');
+        await waitFor(() => /accept: Too many open files; closed [1-9]\d* idle HTTP connections/.test(a.logs()),
+            10000, 100, 'EMFILE reached, idle connections closed for new ones, and logged');
         // Served throughout: clients on A get acks and deliveries during the flood.
         const count = () => onA.reduce((k, c) => k + c.acked.size + c.changeSeqs.length, 0);
         const before = count();
         await waitFor(() => count() > before + 100, 20000, 100, 'clients on A served during the flood');
-        // New connections to A are shed or wait while it lasts; B, not
+        // While the idle connections still hold A's descriptors, a new
+        // client gets in: the oldest idle ones make room for it. B, not
         // flooded, answers as ever.
+        assert.ok(fl.open > NOFILE, `the flood holds ${fl.open} connections`);
+        await waitFor(async () => (await httpGet(a.port, '/healthz', { timeoutMs: 2000 })).status === 200,
+            10000, 200, '/healthz on A answers during the flood');
         assert.equal((await httpGet(b.port, '/healthz')).status, 200);
         await sleep(1000);
     } finally {

@@ -9,19 +9,21 @@
 # (scripts/services.sh), migrated with sql/*.sql in order up to and
 # including the file whose name starts with UPTO (all by default), so two
 # schema versions can be compared. PG_BATCH_PREFILL (100000) messages in
-# 100 rooms are loaded and analyzed first. Then pgbench, 4 clients on
-# CPU 1 (PostgreSQL pinned to CPU 0 for the run), for PG_BATCH_SECONDS
-# (15) s calls chat_post_batch (a prepared statement, as chatd) with BATCH
-# (10) messages of 100 bytes, each
-# to a random room of the 100 with a fresh ref. PostgreSQL has the core
-# to itself and the 4 clients keep it busy, so the time per message is
-# its CPU per message. Prints batches/s and messages/s.
+# 100 rooms are loaded and analyzed first. Then pgbench, PG_BATCH_CLIENTS
+# (4) clients on CPU 1 (PostgreSQL pinned to CPU 0 for the run), for
+# PG_BATCH_SECONDS (15) s calls chat_post_batch (a prepared statement, as
+# chatd) with BATCH (10) messages of 100 bytes, each to a random room of
+# the 100 with a fresh ref. Prints calls/s, messages/s, and PostgreSQL's
+# CPU (read from /proc over the middle of the run) per message. With small
+# batches the clients wait on commits (fsync) more than on the CPU: use
+# more of them to find the CPU's limit.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
 cd "$ROOT"
 batch=${1:-10}
 upto=${2:-}
 seconds=${PG_BATCH_SECONDS:-15}
+clients=${PG_BATCH_CLIENTS:-4}
 prefill=${PG_BATCH_PREFILL:-100000}
 db=pg_batch
 
@@ -56,14 +58,31 @@ pg_pid=$(head -n 1 "$CHATD_PG_DATA/postmaster.pid")
 saved=$(taskset -p "$pg_pid" | sed -n 's/.*: //p')
 # The backends pgbench opens inherit the postmaster's affinity.
 taskset -p -c 0 "$pg_pid" >/dev/null
+# CPU of the whole cluster (its backends included) in clock ticks.
+pg_ticks() {
+    local p s=0
+    for p in "$pg_pid" $(pgrep -P "$pg_pid"); do
+        s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$s"
+}
 out=$(mktemp)
+taskset -c 1 pgbench -n -M prepared -h 127.0.0.1 -p "$CHATD_PG_PORT" -U chat -c "$clients" -j 1 \
+    -T "$seconds" -f "$script" "$db" >"$out" 2>&1 &
+bench=$!
+# The CPU is read over the middle of the run, while the backends live.
+sleep 2
+t0=$(pg_ticks) s0=$(date +%s%N)
+sleep $((seconds - 4))
+t1=$(pg_ticks) s1=$(date +%s%N)
 rc=0
-taskset -c 1 pgbench -n -M prepared -h 127.0.0.1 -p "$CHATD_PG_PORT" -U chat -c 4 -j 1 -T "$seconds" \
-    -f "$script" "$db" >"$out" 2>&1 || rc=$?
+wait "$bench" || rc=$?
 taskset -p "$saved" "$pg_pid" >/dev/null
 if ((rc)); then cat "$out" >&2; rm -f "$out"; exit "$rc"; fi
 tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$out")
 rm -f "$out"
-awk -v tps="$tps" -v b="$batch" -v upto="${upto:-all}" 'BEGIN {
-    printf "pg-batch: migrations up to %s, %d messages a batch: %.0f batches/s, %.0f messages/s, %.0f us of PostgreSQL (one core) per message\n", upto, b, tps, tps * b, 1e6 / (tps * b)
+awk -v tps="$tps" -v b="$batch" -v c="$clients" -v upto="${upto:-all}" -v ticks="$((t1 - t0))" \
+    -v hz="$(getconf CLK_TCK)" -v ns="$((s1 - s0))" 'BEGIN {
+    util = ticks / hz / (ns / 1e9)
+    printf "pg-batch: migrations up to %s, %d messages a call, %d clients: %.0f calls/s, %.0f messages/s; PostgreSQL used %.2f of its core, %.0f us per message\n", upto, b, c, tps, tps * b, util, util * 1e6 / (tps * b)
 }'

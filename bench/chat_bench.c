@@ -51,6 +51,7 @@
 #include "bench/proctree.h"
 #include "bench/wsclient.h"
 #include "shared/jwt.h"
+#include "shared/timefmt.h"
 #include "worker/ws_frame.h"
 
 /* ------------------------------------------------------------ options */
@@ -141,13 +142,6 @@ static void usage(FILE *f)
 		"  --label NAME              copied into the JSON line\n"
 		"  --json-only               print only the JSON line\n"
 		"  --self-test               check the histogram and frame parser, then exit\n");
-}
-
-static int64_t mono_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void sleep_until_us(int64_t t)
@@ -369,7 +363,7 @@ static void on_restart(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct bconn *c = arg;
-	if (c->state == ST_DONE && mono_us() < C.w1)
+	if (c->state == ST_DONE && timefmt_mono_us() < C.w1)
 		conn_start(c);
 }
 
@@ -379,7 +373,7 @@ static void conn_end(struct bconn *c, bool failed_connect)
 {
 	if (c->state == ST_DONE || c->state == ST_IDLE)
 		return;
-	int64_t now = mono_us();
+	int64_t now = timefmt_mono_us();
 	uint8_t was = c->state;
 	event_del(&c->rev);
 	wev_disable(c);
@@ -663,7 +657,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	C.st.bytes_in += (uint64_t)r;
-	int64_t now = mono_us();
+	int64_t now = timefmt_mono_us();
 	size_t len = n0 + (size_t)r;
 	c->clen = 0;
 	size_t used = process(c, C.rbuf, len, now);
@@ -748,7 +742,7 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 
 static void conn_start(struct bconn *c)
 {
-	int64_t now = mono_us();
+	int64_t now = timefmt_mono_us();
 	c->t_connect = now;
 	if (O.mode == MODE_LOAD && (C.st.connect_first_us == 0 || now < C.st.connect_first_us))
 		C.st.connect_first_us = now;
@@ -858,7 +852,7 @@ static void on_send_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	int64_t now = mono_us();
+	int64_t now = timefmt_mono_us();
 	/* A bounded batch, so reads are not starved when behind. */
 	for (int i = 0; i < 5000; i++) {
 		int64_t t = due(C.g);
@@ -899,7 +893,7 @@ static void on_house(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	int64_t now = mono_us();
+	int64_t now = timefmt_mono_us();
 	int64_t limit = (int64_t)(O.connect_timeout_s * 1e6);
 	if (C.in_flight) {
 		for (size_t i = 0; i < C.n; i++) {
@@ -959,7 +953,7 @@ static void on_down(evutil_socket_t fd, short what, void *arg)
 	C.w0 = t0 + (int64_t)(O.warmup_s * 1e6);
 	C.w1 = C.w0 + (int64_t)(O.duration_s * 1e6);
 	C.end = C.w1 + (int64_t)(O.drain_s * 1e6);
-	int64_t now = mono_us();
+	int64_t now = timefmt_mono_us();
 	struct timeval tv;
 	int64_t d = C.end - now;
 	if (d < 0)
@@ -1345,7 +1339,7 @@ int main(int argc, char **argv)
 	struct child_ref *kids = calloc((size_t)O.procs, sizeof *kids);
 	if (!kids)
 		die("out of memory");
-	int64_t t_start = mono_us();
+	int64_t t_start = timefmt_mono_us();
 	for (int i = 0; i < O.procs; i++) {
 		int up[2], down[2];
 		if (pipe2(up, O_CLOEXEC) < 0 || pipe2(down, O_CLOEXEC) < 0)
@@ -1374,13 +1368,13 @@ int main(int argc, char **argv)
 		if (r != 'R')
 			die("client process %d: unexpected report", i);
 	}
-	int64_t t_ready = mono_us();
+	int64_t t_ready = timefmt_mono_us();
 	if (have_server)
 		proctree_sample(O.server_pid, &s_ready);
 	struct proctree_sample v_ready = {0}, v_w0 = {0}, v_w1 = {0};
 	sample_services(&v_ready);
 
-	int64_t t0 = mono_us() + 200000;
+	int64_t t0 = timefmt_mono_us() + 200000;
 	for (int i = 0; i < O.procs; i++)
 		if (write(kids[i].down, &t0, sizeof t0) != (ssize_t)sizeof t0)
 			die("client process %d is gone", i);

@@ -12,12 +12,14 @@ int64_t timefmt_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int64_t timefmt_mono_ms(void)
+int64_t timefmt_mono_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
+
+int64_t timefmt_mono_ms(void) { return timefmt_mono_us() / 1000; }
 
 /* Days since 1970-01-01 of a proleptic Gregorian date and back, after
  * Howard Hinnant's civil-date algorithms: no timezone database, no locks

@@ -9,8 +9,10 @@
 /* Wall-clock milliseconds since the Unix epoch. */
 int64_t timefmt_now_ms(void);
 
-/* Monotonic milliseconds, for timeouts and latency. */
+/* Monotonic milliseconds, for timeouts and latency; microseconds for
+ * finer latency. */
 int64_t timefmt_mono_ms(void);
+int64_t timefmt_mono_us(void);
 
 /* Writes TIMEFMT_RFC3339_MS_LEN characters and a NUL into out (UTC).
  * Returns 0, or -1 for a time outside years 0000..9999. */

@@ -126,13 +126,6 @@ static void deliver_frame(struct hub_room *r, int64_t seq, struct ws_shared *f,
     }
 }
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void deliver_ex(struct hub_room *r, int64_t seq, const char *json, size_t len,
                        uint64_t skip_conn, int64_t started_us, bool optional);
 
@@ -153,7 +146,7 @@ static void deliver_ex(struct hub_room *r, int64_t seq, const char *json, size_t
     /* The room may lose members (slow consumers closed) while we go. */
     deliver_frame(r, seq, f, skip_conn, optional);
     ws_shared_release(f);
-    if (started_us) metrics_observe_latency_us((uint64_t)(mono_us() - started_us));
+    if (started_us) metrics_observe_latency_us((uint64_t)(timefmt_mono_us() - started_us));
 }
 
 static void start_repair(struct hub_room *r);
@@ -190,7 +183,7 @@ static void buffer_change(struct hub_room *r, int64_t seq, const char *json, siz
     struct buffered *b = malloc(sizeof *b + len + 1);
     if (!b) return; /* the gap repair will read it back */
     b->seq = seq;
-    b->arrived_us = mono_us();
+    b->arrived_us = timefmt_mono_us();
     b->len = len;
     memcpy(b->json, json, len);
     b->json[len] = '\0';
@@ -208,7 +201,7 @@ static void on_change(struct hub_room *r, int64_t seq, const char *json, size_t 
         return;
     }
     if (seq < r->next_seq) return; /* seen already (a repair got there first) */
-    deliver(r, seq, json, len, 0, mono_us());
+    deliver(r, seq, json, len, 0, timefmt_mono_us());
     r->next_seq++;
     drain_buffered(r);
 }

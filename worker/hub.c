@@ -428,7 +428,6 @@ static void on_gap_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- subscriptions ----------------------------------------------------- */
 
-static void on_subscription(redisAsyncContext *ac, void *reply, void *privdata);
 static void on_room_unsubscribed(struct hub *h, struct hub_room *r);
 
 static void subscribe_room(struct hub *h, struct hub_room *r)
@@ -437,7 +436,7 @@ static void subscribe_room(struct hub *h, struct hub_room *r)
     char channel[160];
     channel_of(h, r->name, channel, sizeof channel);
     r->subscribed = false;
-    if (redis_link_subscribe(h->w->redis_sub, channel, on_subscription, h) < 0)
+    if (redis_link_subscribe(h->w->redis_sub, channel) < 0)
         log_debug("room %s waits for the subscription link", r->name);
 }
 
@@ -503,9 +502,7 @@ static void on_subscription(redisAsyncContext *ac, void *reply, void *privdata)
     (void)ac;
     struct hub *h = privdata;
     redisReply *rep = reply;
-    if (!rep) return;
-    redis_link_heard(h->w->redis_sub);
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3) return;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3) return;
     redisReply *kind = rep->element[0], *chan = rep->element[1], *val = rep->element[2];
     if (kind->type != REDIS_REPLY_STRING || chan->type != REDIS_REPLY_STRING) return;
     bool is_control = strcmp(chan->str, h->control_channel) == 0;
@@ -564,7 +561,7 @@ static void on_sub_link(struct redis_link *l, bool up, void *arg)
         }
         return;
     }
-    redis_link_subscribe(h->w->redis_sub, h->control_channel, on_subscription, h);
+    redis_link_subscribe(h->w->redis_sub, h->control_channel);
     for (int i = 0; i < HUB_BUCKETS; i++)
         for (struct hub_room *r = h->buckets[i]; r; r = r->hnext) subscribe_room(h, r);
 }
@@ -741,6 +738,7 @@ struct hub *hub_new(struct worker *w)
         free(h);
         return NULL;
     }
+    redis_link_set_subscriber(w->redis_sub, on_subscription, h);
     /* Without it, a silently lost connection would leave this worker deaf
      * to every room and to the control channel until its next SUBSCRIBE. */
     char probe[CONFIG_PREFIX_MAX + 16];

@@ -38,6 +38,8 @@ struct redis_link {
     uint32_t pending;         /* commands sent, reply not yet seen */
     int64_t last_progress_ms; /* last reply, or when pending went 0 -> 1 */
     char probe_channel[192];  /* "" = no probe */
+    redisCallbackFn *sub_fn;  /* every subscription reply goes here */
+    void *sub_arg;
     uint64_t errors, reconnects;
     struct event *retry_ev;
     struct event *watchdog_ev;
@@ -253,13 +255,31 @@ int redis_link_commandargv(struct redis_link *l, redisCallbackFn *fn, void *priv
     return 0;
 }
 
-int redis_link_subscribe(struct redis_link *l, const char *channel, redisCallbackFn *fn,
-                         void *privdata)
+static void heard(struct redis_link *l) { l->last_progress_ms = timefmt_mono_ms(); }
+
+/* NULL (the link dropped or is being freed, the link itself still valid)
+ * is passed on: the subscriber learns its channels are gone. */
+static void on_subscription_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct redis_link *l = privdata;
+    if (r && !l->freeing) heard(l);
+    if (l->sub_fn) l->sub_fn(ac, r, l->sub_arg);
+}
+
+void redis_link_set_subscriber(struct redis_link *l, redisCallbackFn *fn, void *privdata)
+{
+    l->sub_fn = fn;
+    l->sub_arg = privdata;
+}
+
+int redis_link_subscribe(struct redis_link *l, const char *channel)
 {
     if (!redis_link_up(l)) return -1;
     /* Subscription callbacks fire many times: they are not counted as
-     * pending commands, and are passed straight to hiredis. */
-    return redisAsyncCommand(l->ac, fn, privdata, "SUBSCRIBE %s", channel) == REDIS_OK ? 0 : -1;
+     * pending commands. */
+    return redisAsyncCommand(l->ac, on_subscription_reply, l, "SUBSCRIBE %s", channel) == REDIS_OK
+               ? 0
+               : -1;
 }
 
 int redis_link_unsubscribe(struct redis_link *l, const char *channel)
@@ -267,8 +287,6 @@ int redis_link_unsubscribe(struct redis_link *l, const char *channel)
     if (!redis_link_up(l)) return -1;
     return redisAsyncCommand(l->ac, NULL, NULL, "UNSUBSCRIBE %s", channel) == REDIS_OK ? 0 : -1;
 }
-
-void redis_link_heard(struct redis_link *l) { l->last_progress_ms = timefmt_mono_ms(); }
 
 /* Any reply of the probe channel (its subscribe confirmations: nobody
  * publishes on it) shows the connection alive. NULL: the context is being
@@ -279,7 +297,7 @@ static void on_probe(redisAsyncContext *ac, void *r, void *privdata)
     struct redis_link *l = privdata;
     if (!r || l->freeing) return;
     if (l->pending > 0) l->pending--;
-    l->last_progress_ms = timefmt_mono_ms();
+    heard(l);
 }
 
 /* SUBSCRIBE again to a channel we are subscribed to is answered with a

@@ -34,11 +34,17 @@ int redis_link_command(struct redis_link *l, redisCallbackFn *fn, void *privdata
 int redis_link_commandargv(struct redis_link *l, redisCallbackFn *fn, void *privdata, int argc,
                            const char **argv, const size_t *argvlen);
 
-/* Subscriptions: the callback fires for every reply of the channel (the
- * subscribe confirmation and each message), until unsubscribed or the
- * link drops. Return -1 when down. */
-int redis_link_subscribe(struct redis_link *l, const char *channel, redisCallbackFn *fn,
-                         void *privdata);
+/* Subscriptions. Every reply of every channel the link subscribes to (the
+ * subscribe confirmations and each message) goes to the one handler set
+ * here, until unsubscribed, or with NULL when the link drops. Each reply
+ * also counts as life for the stall watchdog: replies come in order, so a
+ * probe's confirmation waits behind every message already on its way, and
+ * a busy link, read more slowly than Redis fills it, would otherwise look
+ * stalled, each reconnection subscribing every channel again and adding
+ * load exactly where there is too much. */
+void redis_link_set_subscriber(struct redis_link *l, redisCallbackFn *fn, void *privdata);
+/* Return -1 when down. */
+int redis_link_subscribe(struct redis_link *l, const char *channel);
 int redis_link_unsubscribe(struct redis_link *l, const char *channel);
 
 /* A link that only listens sends nothing of its own, so a connection lost
@@ -47,14 +53,6 @@ int redis_link_unsubscribe(struct redis_link *l, const char *channel);
  * probe channel, a link without a reply for a second subscribes to that
  * channel again and waits for the confirmation like any command. */
 void redis_link_set_probe(struct redis_link *l, const char *channel);
-
-/* A subscription's callback calls this for every reply it gets. Replies
- * come in order, so a probe's confirmation waits behind every message
- * already on its way; a busy link, read more slowly than Redis fills it,
- * would look stalled, and each reconnection would subscribe every room
- * again, adding load exactly where there is too much. A link that is
- * still delivering is alive. */
-void redis_link_heard(struct redis_link *l);
 
 /* Commands sent whose replies have not come yet. */
 uint32_t redis_link_pending(const struct redis_link *l);

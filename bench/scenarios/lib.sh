@@ -209,7 +209,7 @@ bench_server_start() {
         bench_sio_start
         return
     fi
-    local workers=$1 i
+    local workers=$1
     shift
     bench_server_stop
     local log=$BENCH_OUT/chatd-${BENCH_SCENARIO:-x}.log
@@ -220,32 +220,49 @@ bench_server_start() {
     fi
     ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     # The default rate limit (5/s, burst 10 per user) would throttle
-    # benchmark users: raise it out of the way.
+    # benchmark users: raise it out of the way. BENCH_CHATD_ENV is a list
+    # of NAME=VALUE words, split on purpose.
+    # shellcheck disable=SC2086
     env CHAT_JWT_SECRET="$BENCH_SECRET" CHAT_BIND=127.0.0.1 CHAT_PORT="$BENCH_PORT" \
         CHAT_WORKERS="$workers" CHAT_REDIS_URL="$CHATD_REDIS_URL" CHAT_PG_DSN="$BENCH_PG_DSN" \
         CHAT_REDIS_PREFIX="$BENCH_REDIS_PREFIX" CHAT_RATE_PER_SEC=1000000 CHAT_RATE_BURST=1000000 \
         CHAT_MAX_CONNS_PER_IP=0 CHAT_LOG_LEVEL=warn CHAT_DRAIN_TIMEOUT_S=3 \
         CHAT_STATIC_DIR="$BENCH_ROOT/web" $BENCH_CHATD_ENV "$@" \
-        setsid bash -c 'if [[ $1 == 1 ]]; then exec taskset -c "$2" "$3"; else exec "$3"; fi' _ \
+        setsid bash -c "$BENCH_PINNED_EXEC" _ \
         "$BENCH_PIN_OK" "$BENCH_SERVER_CPUS" "$BENCH_CHATD" >>"$log" 2>&1 &
     SERVER_PID=$!
-    for ((i = 0; i < 100; i++)); do
-        if curl -fsS -m 1 "http://127.0.0.1:$BENCH_PORT/readyz" >/dev/null 2>&1; then
-            bench_say "chatd up (pid $SERVER_PID, $workers workers, port $BENCH_PORT, CPU $BENCH_SERVER_CPUS)"
-            return 0
-        fi
+    bench_wait_ready chatd 100 "$log" "$BENCH_PORT"
+    bench_say "chatd up (pid $SERVER_PID, $workers workers, port $BENCH_PORT, CPU $BENCH_SERVER_CPUS)"
+}
+
+# For `bash -c` after setsid: $1 says whether to pin, $2 the CPU list, the
+# rest is the command, exec'd (so SERVER_PID is the server itself).
+BENCH_PINNED_EXEC='if [[ $1 == 1 ]]; then exec taskset -c "$2" "${@:3}"; else exec "${@:3}"; fi'
+
+# bench_wait_ready WHAT TRIES LOG PORT...: until /readyz answers on every
+# port (TRIES times 0.1 s); dies with the log's tail if SERVER_PID exits
+# or time runs out.
+bench_wait_ready() {
+    local what=$1 tries=$2 log=$3 i p ok
+    shift 3
+    for ((i = 0; i < tries; i++)); do
+        ok=1
+        for p in "$@"; do
+            curl -fsS -m 1 "http://127.0.0.1:$p/readyz" >/dev/null 2>&1 || { ok=0; break; }
+        done
+        ((ok)) && return 0
         kill -0 "$SERVER_PID" 2>/dev/null || break
         sleep 0.1
     done
     tail -n 20 "$log" >&2
-    bench_die "chatd did not become ready (log: $log)"
+    bench_die "$what did not become ready (log: $log)"
 }
 
 # The Socket.IO peer: bench/peers/socketio/start.sh (its own session, so
 # that its node processes can be stopped as a group), one process per port
 # of BENCH_SIO_PORTS, the adapter's channels under BENCH_REDIS_PREFIX.
 bench_sio_start() {
-    local p i ok log=$BENCH_OUT/socketio-${BENCH_SCENARIO:-x}.log
+    local p log=$BENCH_OUT/socketio-${BENCH_SCENARIO:-x}.log
     bench_server_stop
     for p in $BENCH_SIO_PORTS; do
         if bench_port_busy "$p"; then bench_die "127.0.0.1:$p is in use; set BENCH_SIO_PORTS"; fi
@@ -254,23 +271,12 @@ bench_sio_start() {
     ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     # shellcheck disable=SC2086 # the port list
     env JWT_SECRET="$BENCH_SECRET" REDIS_URL="$CHATD_REDIS_URL" SIO_KEY="${BENCH_REDIS_PREFIX}sio" \
-        setsid bash -c 'if [[ $1 == 1 ]]; then exec taskset -c "$2" "${@:3}"; else exec "${@:3}"; fi' _ \
+        setsid bash -c "$BENCH_PINNED_EXEC" _ \
         "$BENCH_PIN_OK" "$BENCH_SERVER_CPUS" "$BENCH_SIO_DIR/start.sh" $BENCH_SIO_PORTS >>"$log" 2>&1 &
     SERVER_PID=$!
-    for ((i = 0; i < 300; i++)); do
-        ok=1
-        for p in $BENCH_SIO_PORTS; do
-            curl -fsS -m 1 "http://127.0.0.1:$p/readyz" >/dev/null 2>&1 || { ok=0; break; }
-        done
-        if ((ok)); then
-            bench_say "Socket.IO peer up (pid $SERVER_PID, ports $BENCH_SIO_PORTS, CPU $BENCH_SERVER_CPUS)"
-            return 0
-        fi
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    tail -n 20 "$log" >&2
-    bench_die "the Socket.IO peer did not become ready (log: $log)"
+    # shellcheck disable=SC2086 # the port list
+    bench_wait_ready "the Socket.IO peer" 300 "$log" $BENCH_SIO_PORTS
+    bench_say "Socket.IO peer up (pid $SERVER_PID, ports $BENCH_SIO_PORTS, CPU $BENCH_SERVER_CPUS)"
 }
 
 # The peer's packages, from its package-lock.json, when missing.

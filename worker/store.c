@@ -36,60 +36,83 @@ struct post_req {
 
 struct batch {
     struct store *s;
-    uint32_t shard;
+    uint32_t conn;          /* the pool connection it travels on */
+    uint64_t lanes;         /* the lanes it holds (bit i: lane i) */
     int n;
     struct post_req *reqs[BATCH_MAX];
 };
 
-/* New messages wait per shard, one shard per pool connection: a room's
- * messages always travel on the same connection, so they commit in the
- * order they were sent (and the room's lock is not fought over by this
- * worker's own connections).
+/* New messages wait in lanes, a room always in the same one (of
+ * STORE_LANES). A lane with a batch in flight sends nothing more until
+ * that batch is answered: a room's messages commit in the order they were
+ * sent, whichever pool connection carries them.
  *
- * Group commit: a shard has at most one batch in flight. While it
- * commits (an fsync), new messages gather, and leave together as the next
- * batch the moment it is done. Idle, a message leaves at the end of its
- * loop turn alone; under load batches grow by themselves, one commit per
- * batch instead of one per message. */
-#define STORE_MAX_SHARDS 64
+ * Group commit: while batches commit (an fsync), new messages gather and
+ * leave together as the next batch. Idle, a message leaves at the end of
+ * its loop turn alone. Busy, one batch at a time is the cheapest: a call
+ * costs PostgreSQL the CPU of about seven messages, and parallel calls on
+ * a busy core make every one of them slower. So another batch (on another
+ * connection) leaves only for a backlog: STORE_SPREAD_AT messages ready,
+ * and twice as many as are in flight, that is, arriving faster than one
+ * batch at a time drains them. Then overlapping one batch's fsync with
+ * another's work pays (docs/performance.md, "Store batches"). */
+#define STORE_LANES 64
+#define STORE_MAX_CONNS 64
+#define STORE_SPREAD_AT 32
 
-struct shard_queue {
+struct lane {
     struct post_req *head, *tail;
     int npending;
-    int inflight;           /* batches sent, not yet answered */
+    int inflight;           /* batches in flight holding it */
 };
 
 struct store {
     struct worker *w;
-    int nshards;
+    int nconns;
     int npending;
-    struct shard_queue shards[STORE_MAX_SHARDS];
+    int inflight;           /* batches in flight */
+    int inflight_msgs;      /* messages in them */
+    uint32_t next_lane;     /* where the next batch starts taking: fairness */
+    struct lane lanes[STORE_LANES];
+    int conn_inflight[STORE_MAX_CONNS];
     struct event *flush_ev;
 };
 
-static uint32_t room_shard(const struct store *s, const char *room)
+static uint32_t room_lane(const char *room)
 {
     uint32_t h = 2166136261u;
     for (; *room; room++) h = (h ^ (uint8_t)*room) * 16777619u;
-    return h % (uint32_t)s->nshards;
+    return h % STORE_LANES;
 }
 
-static void flush_batch(struct store *s, uint32_t shard);
+static void dispatch(struct store *s);
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    struct store *s = arg;
-    for (int i = 0; i < s->nshards; i++)
-        if (s->shards[i].npending > 0 && s->shards[i].inflight == 0) flush_batch(s, (uint32_t)i);
+    dispatch(arg);
 }
 
-/* A batch of the shard is answered: the next one may leave. */
-static void batch_done(struct store *s, uint32_t shard)
+static void hold(struct store *s, uint32_t conn, uint64_t lanes, int n)
 {
-    struct shard_queue *q = &s->shards[shard];
-    if (--q->inflight == 0 && q->npending > 0) flush_batch(s, shard);
+    s->inflight_msgs += n;
+    s->inflight++;
+    s->conn_inflight[conn]++;
+    for (uint32_t i = 0; i < STORE_LANES; i++)
+        if (lanes & (UINT64_C(1) << i)) s->lanes[i].inflight++;
+}
+
+/* A batch is answered: its lanes and connection are free again, and what
+ * waited may leave. */
+static void batch_done(struct store *s, uint32_t conn, uint64_t lanes, int n)
+{
+    s->inflight_msgs -= n;
+    s->inflight--;
+    s->conn_inflight[conn]--;
+    for (uint32_t i = 0; i < STORE_LANES; i++)
+        if (lanes & (UINT64_C(1) << i)) s->lanes[i].inflight--;
+    dispatch(s);
 }
 
 struct store *store_new(struct worker *w)
@@ -97,8 +120,8 @@ struct store *store_new(struct worker *w)
     struct store *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->w = w;
-    s->nshards = w->cfg->pg_pool_size < STORE_MAX_SHARDS ? w->cfg->pg_pool_size : STORE_MAX_SHARDS;
-    if (s->nshards < 1) s->nshards = 1;
+    s->nconns = w->cfg->pg_pool_size < STORE_MAX_CONNS ? w->cfg->pg_pool_size : STORE_MAX_CONNS;
+    if (s->nconns < 1) s->nconns = 1;
     s->flush_ev = event_new(w->base, -1, 0, on_flush, s);
     if (!s->flush_ev) {
         free(s);
@@ -110,10 +133,10 @@ struct store *store_new(struct worker *w)
 void store_free(struct store *s)
 {
     if (!s) return;
-    for (int i = 0; i < s->nshards; i++) {
-        while (s->shards[i].head) {
-            struct post_req *r = s->shards[i].head;
-            s->shards[i].head = r->next;
+    for (int i = 0; i < STORE_LANES; i++) {
+        while (s->lanes[i].head) {
+            struct post_req *r = s->lanes[i].head;
+            s->lanes[i].head = r->next;
             r->fn(r->arg, NULL);
             free(r);
         }
@@ -125,15 +148,16 @@ void store_free(struct store *s)
 static void fail_batch(struct batch *b)
 {
     struct store *s = b->s;
-    uint32_t shard = b->shard;
+    uint32_t conn = b->conn;
+    uint64_t lanes = b->lanes;
+    int n = b->n;
     for (int i = 0; i < b->n; i++) {
         b->reqs[i]->fn(b->reqs[i]->arg, NULL);
         free(b->reqs[i]);
     }
     free(b);
-    batch_done(s, shard);
+    batch_done(s, conn, lanes, n);
 }
-
 static bool result_ok(PGresult *r)
 {
     return r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
@@ -187,9 +211,11 @@ static void on_batch(void *arg, PGresult *const *res, int n, const char *err)
         free(b->reqs[i]);
     }
     struct store *s = b->s;
-    uint32_t shard = b->shard;
+    uint32_t conn = b->conn;
+    uint64_t lanes = b->lanes;
+    int nmsgs = b->n;
     free(b);
-    batch_done(s, shard);
+    batch_done(s, conn, lanes, nmsgs);
 }
 
 static void send_batch(struct store *s, struct batch *b);
@@ -227,7 +253,7 @@ static char *batch_json(const struct batch *b)
 
 static void send_batch(struct store *s, struct batch *b)
 {
-    s->shards[b->shard].inflight++;
+    hold(s, b->conn, b->lanes, b->n);
     char *json = batch_json(b);
     if (!json) {
         fail_batch(b);
@@ -235,7 +261,7 @@ static void send_batch(struct store *s, struct batch *b)
     }
     const char *values[1] = {json};
     struct pg_stmt stmt = {.prepared = STORE_POST, .nparams = 1, .values = values};
-    int r = pg_pool_exec_on(s->w->pg, b->shard, &stmt, 1, on_batch, b);
+    int r = pg_pool_exec_on(s->w->pg, b->conn, &stmt, 1, on_batch, b);
     free(json); /* libpq copied it into its output buffer */
     if (r < 0) fail_batch(b);
 }
@@ -249,16 +275,21 @@ static void resend_one_by_one(struct store *s, struct batch *b)
             free(b->reqs[i]);
             continue;
         }
+        /* On the same connection, in order, each holding its lane: the
+         * lanes stay closed until the last of them is answered. */
         one->s = s;
-        one->shard = b->shard;
+        one->conn = b->conn;
+        one->lanes = UINT64_C(1) << room_lane(b->reqs[i]->values[0]);
         one->n = 1;
         one->reqs[0] = b->reqs[i];
         send_batch(s, one);
     }
-    uint32_t shard = b->shard;
+    uint32_t conn = b->conn;
+    uint64_t lanes = b->lanes;
+    int n = b->n;
     free(b);
     /* The failed batch is answered; its messages are in flight again. */
-    batch_done(s, shard);
+    batch_done(s, conn, lanes, n);
 }
 
 /* Orders a batch by room, keeping each room's messages in arrival order
@@ -276,34 +307,86 @@ static void sort_by_room(struct batch *b)
     }
 }
 
-static void flush_batch(struct store *s, uint32_t shard)
+/* Messages ready to leave: those of lanes with nothing in flight. */
+static int ready_count(const struct store *s)
 {
-    struct shard_queue *q = &s->shards[shard];
-    struct batch *b = malloc(sizeof *b);
-    if (!b) {
-        /* Fail just the oldest request; the rest try again next time. */
-        struct post_req *r = q->head;
-        q->head = r->next;
+    int n = 0;
+    for (int i = 0; i < STORE_LANES; i++)
+        if (s->lanes[i].inflight == 0) n += s->lanes[i].npending;
+    return n;
+}
+
+static int free_conn(const struct store *s)
+{
+    for (int i = 0; i < s->nconns; i++)
+        if (s->conn_inflight[i] == 0) return i;
+    return -1;
+}
+
+/* Takes up to BATCH_MAX ready messages, whole lanes first come (from a
+ * rotating start, so that no lane waits behind the others for ever). */
+static void take_ready(struct store *s, struct batch *b)
+{
+    for (uint32_t k = 0; k < STORE_LANES && b->n < BATCH_MAX; k++) {
+        uint32_t i = (s->next_lane + k) % STORE_LANES;
+        struct lane *q = &s->lanes[i];
+        if (q->inflight > 0 || q->npending == 0) continue;
+        b->lanes |= UINT64_C(1) << i;
+        while (q->head && b->n < BATCH_MAX) {
+            b->reqs[b->n++] = q->head;
+            q->head = q->head->next;
+            q->npending--;
+            s->npending--;
+        }
         if (!q->head) q->tail = NULL;
-        q->npending--;
-        s->npending--;
-        r->fn(r->arg, NULL);
-        free(r);
-        return;
     }
-    b->s = s;
-    b->shard = shard;
-    b->n = 0;
-    while (q->head && b->n < BATCH_MAX) {
-        struct post_req *r = q->head;
-        q->head = r->next;
-        b->reqs[b->n++] = r;
+    s->next_lane = (s->next_lane + 1) % STORE_LANES;
+}
+
+/* Out of memory with nothing in flight, nothing would try again: the
+ * ready messages are answered unavailable (their senders may retry). */
+static void fail_ready(struct store *s)
+{
+    for (int i = 0; i < STORE_LANES; i++) {
+        struct lane *q = &s->lanes[i];
+        if (q->inflight > 0) continue;
+        while (q->head) {
+            struct post_req *r = q->head;
+            q->head = r->next;
+            q->npending--;
+            s->npending--;
+            r->fn(r->arg, NULL);
+            free(r);
+        }
+        q->tail = NULL;
     }
-    if (!q->head) q->tail = NULL;
-    q->npending -= b->n;
-    s->npending -= b->n;
-    sort_by_room(b);
-    send_batch(s, b);
+}
+
+/* Sends what is ready: always when nothing is in flight, on more
+ * connections only for a backlog (see STORE_SPREAD_AT). */
+static void dispatch(struct store *s)
+{
+    for (;;) {
+        int ready = ready_count(s);
+        bool backlog = ready >= STORE_SPREAD_AT && ready >= 2 * s->inflight_msgs;
+        if (ready == 0 || (s->inflight > 0 && !backlog)) return;
+        int conn = free_conn(s);
+        if (conn < 0) return;
+        struct batch *b = malloc(sizeof *b);
+        if (!b) {
+            /* A batch being answered tries again; with none in flight
+             * nothing would. */
+            if (s->inflight == 0) fail_ready(s);
+            return;
+        }
+        b->s = s;
+        b->conn = (uint32_t)conn;
+        b->lanes = 0;
+        b->n = 0;
+        take_ready(s, b);
+        sort_by_room(b);
+        send_batch(s, b);
+    }
 }
 
 static char *copy_into(char *dst, const char *src, const char **slot)
@@ -332,14 +415,14 @@ int store_post(struct store *s, const char *room, const char *user_id, const cha
     r->arg = arg;
     char *p = r->buf;
     for (int i = 0; i < 5; i++) p = copy_into(p, src[i], &r->values[i]);
-    struct shard_queue *q = &s->shards[room_shard(s, room)];
+    struct lane *q = &s->lanes[room_lane(room)];
     if (q->tail) q->tail->next = r;
     else q->head = r;
     q->tail = r;
     q->npending++;
     s->npending++;
     /* Everything queued in this loop turn leaves together at its end; a
-     * shard with a batch in flight sends the rest when that one is done
+     * lane with a batch in flight sends the rest when that one is done
      * (batch_done). Activating an active event again is a no-op. */
     if (q->inflight == 0) event_active(s->flush_ev, 0, 0);
     return 0;
@@ -375,8 +458,8 @@ static void on_change(void *arg, PGresult *const *res, int n, const char *err)
     free(cr);
 }
 
-/* values[0] is the room: on the room's shard, an edit right behind its
- * message keeps their order. */
+/* values[0] is the room: a room's changes travel on one connection, in
+ * the order they were made. */
 static int exec_change(struct store *s, enum store_stmt stmt, int nparams, const char *const *values,
                        enum metric_id stored, store_change_fn fn, void *arg)
 {
@@ -386,7 +469,7 @@ static int exec_change(struct store *s, enum store_stmt stmt, int nparams, const
     cr->arg = arg;
     cr->stored = stored;
     struct pg_stmt st = {.prepared = (int)stmt, .nparams = nparams, .values = values};
-    if (pg_pool_exec_on(s->w->pg, room_shard(s, values[0]), &st, 1, on_change, cr) < 0) {
+    if (pg_pool_exec_on(s->w->pg, room_lane(values[0]), &st, 1, on_change, cr) < 0) {
         free(cr);
         return -1;
     }

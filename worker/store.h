@@ -8,13 +8,14 @@
  * messages are idempotent by ref, edits and deletes are judged again by
  * the database on a retry).
  *
- * New messages are batched: those made in one loop turn travel as one
- * pipelined transaction, sorted by room so that concurrent batches take
- * room locks in one order and cannot deadlock. A room's writes always use
- * the same pool connection (its shard), so they commit in the order they
- * were made: one user's quick succession of messages keeps its order. That is where durable
- * throughput comes from; when idle a batch is one message and leaves at
- * the end of the turn, adding no latency. */
+ * New messages are batched: those that gather while a batch commits
+ * travel together as the next one (one transaction), sorted by room so
+ * that concurrent batches take room locks in one order and cannot
+ * deadlock. A room's next batch leaves only once its previous one is
+ * answered, so a room's messages commit in the order they were made: one
+ * user's quick succession of messages keeps its order. That is where
+ * durable throughput comes from; when idle a batch is one message and
+ * leaves at the end of the turn, adding no latency. */
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -143,15 +143,17 @@ test('fan-out: concurrent senders on both workers; every client sees one gapless
 });
 
 test('order: messages sent back to back on one connection are stored in the order sent', async (t) => {
-    // Several pool connections per worker: without per-room routing the
-    // batches of one burst could commit in any order.
+    // Several pool connections per worker, and bursts large enough for
+    // the store to spread batches over them (docs/performance.md, "Store
+    // batches"): unless a room's next batch waits for the one in flight,
+    // the batches of one burst could commit in any order.
     const srv = await startChatd({ t, workers: 2, env: { ...NO_RATE, CHAT_PG_POOL_SIZE: 4 } });
     const room = roomName('order');
     const tok = srv.token({ sub: `u-${rnd()}`, role: 'member' });
     const c = await client(t, srv, room, tok);
     const watcher = await client(t, srv, room, srv.token({ sub: `w-${rnd()}`, role: 'viewer' }));
     for (let round = 0; round < 3; round++) {
-        const refs = Array.from({ length: 30 }, (_, i) => `o${round}-${i}`);
+        const refs = Array.from({ length: 100 }, (_, i) => `o${round}-${i}`);
         for (const ref of refs) await c.send({ type: 'message', text: ref, ref });
         const acks = [];
         for (const ref of refs) acks.push(await reply(c, ref));

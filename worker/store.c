@@ -51,14 +51,15 @@ struct batch {
  * leave together as the next batch. Idle, a message leaves at the end of
  * its loop turn alone. Busy, one batch at a time is the cheapest: a call
  * costs PostgreSQL the CPU of about seven messages, and parallel calls on
- * a busy core make every one of them slower. So another batch (on another
- * connection) leaves only for a backlog: STORE_SPREAD_AT messages ready,
- * and twice as many as are in flight, that is, arriving faster than one
- * batch at a time drains them. Then overlapping one batch's fsync with
- * another's work pays (docs/performance.md, "Store batches"). */
+ * a busy core make every one of them slower. So a second batch (on
+ * another connection) leaves only for a backlog of STORE_SPREAD_AT ready
+ * messages, and never more than STORE_MAX_INFLIGHT: two let one batch's
+ * fsync overlap the other's work, more only add calls
+ * (docs/performance.md, "Store batches"). */
 #define STORE_LANES 64
 #define STORE_MAX_CONNS 64
 #define STORE_SPREAD_AT 32
+#define STORE_MAX_INFLIGHT 2
 
 struct lane {
     struct post_req *head, *tail;
@@ -71,7 +72,6 @@ struct store {
     int nconns;
     int npending;
     int inflight;           /* batches in flight */
-    int inflight_msgs;      /* messages in them */
     uint32_t next_lane;     /* where the next batch starts taking: fairness */
     struct lane lanes[STORE_LANES];
     int conn_inflight[STORE_MAX_CONNS];
@@ -94,9 +94,8 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     dispatch(arg);
 }
 
-static void hold(struct store *s, uint32_t conn, uint64_t lanes, int n)
+static void hold(struct store *s, uint32_t conn, uint64_t lanes)
 {
-    s->inflight_msgs += n;
     s->inflight++;
     s->conn_inflight[conn]++;
     for (uint32_t i = 0; i < STORE_LANES; i++)
@@ -105,9 +104,8 @@ static void hold(struct store *s, uint32_t conn, uint64_t lanes, int n)
 
 /* A batch is answered: its lanes and connection are free again, and what
  * waited may leave. */
-static void batch_done(struct store *s, uint32_t conn, uint64_t lanes, int n)
+static void batch_done(struct store *s, uint32_t conn, uint64_t lanes)
 {
-    s->inflight_msgs -= n;
     s->inflight--;
     s->conn_inflight[conn]--;
     for (uint32_t i = 0; i < STORE_LANES; i++)
@@ -150,13 +148,12 @@ static void fail_batch(struct batch *b)
     struct store *s = b->s;
     uint32_t conn = b->conn;
     uint64_t lanes = b->lanes;
-    int n = b->n;
     for (int i = 0; i < b->n; i++) {
         b->reqs[i]->fn(b->reqs[i]->arg, NULL);
         free(b->reqs[i]);
     }
     free(b);
-    batch_done(s, conn, lanes, n);
+    batch_done(s, conn, lanes);
 }
 static bool result_ok(PGresult *r)
 {
@@ -213,9 +210,8 @@ static void on_batch(void *arg, PGresult *const *res, int n, const char *err)
     struct store *s = b->s;
     uint32_t conn = b->conn;
     uint64_t lanes = b->lanes;
-    int nmsgs = b->n;
     free(b);
-    batch_done(s, conn, lanes, nmsgs);
+    batch_done(s, conn, lanes);
 }
 
 static void send_batch(struct store *s, struct batch *b);
@@ -253,7 +249,7 @@ static char *batch_json(const struct batch *b)
 
 static void send_batch(struct store *s, struct batch *b)
 {
-    hold(s, b->conn, b->lanes, b->n);
+    hold(s, b->conn, b->lanes);
     char *json = batch_json(b);
     if (!json) {
         fail_batch(b);
@@ -286,10 +282,9 @@ static void resend_one_by_one(struct store *s, struct batch *b)
     }
     uint32_t conn = b->conn;
     uint64_t lanes = b->lanes;
-    int n = b->n;
     free(b);
     /* The failed batch is answered; its messages are in flight again. */
-    batch_done(s, conn, lanes, n);
+    batch_done(s, conn, lanes);
 }
 
 /* Orders a batch by room, keeping each room's messages in arrival order
@@ -368,8 +363,8 @@ static void dispatch(struct store *s)
 {
     for (;;) {
         int ready = ready_count(s);
-        bool backlog = ready >= STORE_SPREAD_AT && ready >= 2 * s->inflight_msgs;
-        if (ready == 0 || (s->inflight > 0 && !backlog)) return;
+        if (ready == 0 || s->inflight >= STORE_MAX_INFLIGHT) return;
+        if (s->inflight > 0 && ready < STORE_SPREAD_AT) return;
         int conn = free_conn(s);
         if (conn < 0) return;
         struct batch *b = malloc(sizeof *b);

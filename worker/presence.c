@@ -17,34 +17,35 @@
 
 /* The Lua shared by both scripts: change one (room, user) count by delta,
  * keep the sets and the user hash in step, and announce the first join
- * and the last leave on the room's channel ("p <user>\n" + JSON, as hub.h). */
+ * and the last leave on the room's channel ("p <user>\n" + JSON, as hub.h).
+ * Counts move with HINCRBY, one call where a read and a write were two:
+ * Redis's time per connection is mostly the cost of each redis.call
+ * (docs/performance.md, "What bounds these"). */
 #define LUA_CHANGE                                                                          \
     "local function change(p, room, user, name, role, delta)\n"                             \
     "  if delta == 0 then return end\n"                                                     \
     "  local ukey = p .. 'user:' .. user\n"                                                 \
     "  if not name then name = redis.call('HGET', ukey, 'name') or user end\n"              \
     "  local rkey = p .. 'room_users:' .. room\n"                                           \
-    "  local before = tonumber(redis.call('HGET', rkey, user) or '0')\n"                    \
-    "  local after = before + delta\n"                                                      \
-    "  if after <= 0 then redis.call('HDEL', rkey, user) else redis.call('HSET', rkey, user, after) end\n" \
-    "  local ub = tonumber(redis.call('HGET', p .. 'user_conns', user) or '0')\n"           \
-    "  local ua = ub + delta\n"                                                             \
+    "  local after = redis.call('HINCRBY', rkey, user, delta)\n"                            \
+    "  local before = after - delta\n"                                                      \
+    "  if after <= 0 then redis.call('HDEL', rkey, user) end\n"                             \
+    "  local ua = redis.call('HINCRBY', p .. 'user_conns', user, delta)\n"                  \
     "  if ua <= 0 then\n"                                                                   \
     "    redis.call('HDEL', p .. 'user_conns', user)\n"                                     \
     "    redis.call('SREM', p .. 'online', user)\n"                                         \
     "    redis.call('DEL', ukey)\n"                                                         \
     "  else\n"                                                                              \
-    "    redis.call('HSET', p .. 'user_conns', user, ua)\n"                                 \
-    "    redis.call('SADD', p .. 'online', user)\n"                                         \
+    "    if ua <= delta then redis.call('SADD', p .. 'online', user) end\n"                 \
     "    if role then redis.call('HSET', ukey, 'name', name, 'role', role) end\n"           \
     "  end\n"                                                                               \
     "  local ev = nil\n"                                                                    \
     "  if before <= 0 and after > 0 then\n"                                                 \
     "    redis.call('SADD', p .. 'online:' .. room, user); ev = 'join'\n"                   \
-    "    redis.call('HSET', p .. 'room_names:' .. room, user, name)\n"                       \
+    "    redis.call('HSET', p .. 'room_names:' .. room, user, name)\n"                      \
     "  elseif before > 0 and after <= 0 then\n"                                             \
     "    redis.call('SREM', p .. 'online:' .. room, user); ev = 'leave'\n"                  \
-    "    redis.call('HDEL', p .. 'room_names:' .. room, user)\n"                             \
+    "    redis.call('HDEL', p .. 'room_names:' .. room, user)\n"                            \
     "  end\n"                                                                               \
     "  if ev then\n"                                                                        \
     "    redis.call('PUBLISH', p .. 'room:' .. room, 'p ' .. user .. '\\n' .. cjson.encode(\n"  \
@@ -54,26 +55,32 @@
 
 /* ARGV: prefix, instance, alive_ms, reconcile (0/1), list room ('' none),
  * then groups of room, user, name, role, delta (reconcile: the count).
- * With reconcile the instance's counts become exactly the given ones.
+ * With reconcile the instance's counts become exactly the given ones and
+ * its heartbeat is renewed; otherwise the heartbeat script renews it.
  * Returns the list room's online users as id, name, id, name, ... */
 static struct redis_script apply_script = {
     .body = LUA_CHANGE
     "local p, inst = ARGV[1], ARGV[2]\n"
-    "redis.call('SET', p .. 'alive:' .. inst, '1', 'PX', ARGV[3])\n"
+    "local reconcile = ARGV[4] == '1'\n"
+    "if reconcile then redis.call('SET', p .. 'alive:' .. inst, '1', 'PX', ARGV[3]) end\n"
+    /* Before any count: the counts of an instance missing from the set
+     * would never be reaped. */
     "redis.call('SADD', p .. 'instances', inst)\n"
     "local ikey = p .. 'inst:' .. inst\n"
-    "local reconcile = ARGV[4] == '1'\n"
     "local seen = {}\n"
     "for i = 6, #ARGV, 5 do\n"
     "  local room, user, name, role = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]\n"
     "  local n = tonumber(ARGV[i + 4])\n"
     "  local field = room .. '\\31' .. user\n"
-    "  local cur = tonumber(redis.call('HGET', ikey, field) or '0')\n"
     "  local delta = n\n"
-    "  if reconcile then delta = n - cur; seen[field] = true end\n"
-    "  if cur + delta < 0 then delta = -cur end\n"
-    "  if cur + delta <= 0 then redis.call('HDEL', ikey, field)\n"
-    "  else redis.call('HSET', ikey, field, cur + delta) end\n"
+    "  if reconcile then\n"
+    "    delta = n - tonumber(redis.call('HGET', ikey, field) or '0'); seen[field] = true\n"
+    "  end\n"
+    "  local now = redis.call('HINCRBY', ikey, field, delta)\n"
+    /* Never below zero: a leave these counts never saw (this instance
+     * was reaped meanwhile) changes nothing. */
+    "  if now < 0 then delta = delta - now; now = 0 end\n"
+    "  if now <= 0 then redis.call('HDEL', ikey, field) end\n"
     "  change(p, room, user, name, role, delta)\n"
     "end\n"
     "if reconcile then\n"

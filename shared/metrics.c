@@ -109,6 +109,7 @@ static const struct metric_desc descs[] = {
     {METRIC_BYTES_IN, "chatd_ws_bytes_in_total", NULL, "WebSocket bytes received (frames)."},
     {METRIC_BYTES_OUT, "chatd_ws_bytes_out_total", NULL, "WebSocket bytes queued (frames)."},
     {METRIC_MESSAGES_STORED, "chatd_messages_stored_total", NULL, "Messages committed to PostgreSQL."},
+    {METRIC_MESSAGE_BATCHES, "chatd_message_batches_total", NULL, "Transactions that committed new messages (group commit: messages stored per batch)."},
     {METRIC_EDITS_STORED, "chatd_edits_stored_total", NULL, "Edits committed to PostgreSQL."},
     {METRIC_DELETES_STORED, "chatd_deletes_stored_total", NULL, "Deletes committed to PostgreSQL."},
     {METRIC_ACKS, "chatd_acks_total", NULL, "Acks sent."},

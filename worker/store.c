@@ -183,6 +183,7 @@ static void on_batch(void *arg, PGresult *const *res, int n, const char *err)
         fail_batch(b);
         return;
     }
+    metrics_add(METRIC_MESSAGE_BATCHES, 1);
     for (int row = 0; row < b->n; row++) {
         long ord = strtol(PQgetvalue(r, row, 0), NULL, 10);
         if (ord < 1 || ord > b->n || !b->reqs[ord - 1]) continue;

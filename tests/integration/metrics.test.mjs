@@ -229,8 +229,8 @@ const must = (families, name, labels = {}) => {
 const EXPECTED = {
     counter: [
         'chatd_connections_accepted_total', 'chatd_websocket_upgrades_total', 'chatd_frames_in_total',
-        'chatd_frames_out_total', 'chatd_messages_stored_total', 'chatd_acks_total', 'chatd_errors_total',
-        'chatd_slow_consumer_closes_total', 'chatd_redis_errors_total', 'chatd_postgres_errors_total',
+        'chatd_frames_out_total', 'chatd_messages_stored_total', 'chatd_message_batches_total',
+        'chatd_acks_total', 'chatd_errors_total', 'chatd_slow_consumer_closes_total', 'chatd_redis_errors_total', 'chatd_postgres_errors_total',
     ],
     gauge: ['chatd_connections_open', 'chatd_websocket_connections_open'],
     histogram: ['chatd_broadcast_latency_seconds'],
@@ -352,6 +352,8 @@ test('/metrics: the figures move with traffic, summed over both workers', { time
     assert.ok(delta('chatd_frames_out_total') >= opened + 2 + 4 + 3, `frames out: +${delta('chatd_frames_out_total')}`);
     assert.ok(delta('chatd_ws_bytes_in_total') > 0 && delta('chatd_ws_bytes_out_total') > 0, 'bytes in and out');
     assert.equal(delta('chatd_messages_stored_total'), 2, 'messages stored');
+    // Each was sent after the other's ack: two commits.
+    assert.equal(delta('chatd_message_batches_total'), 2, 'message batches');
     assert.equal(delta('chatd_acks_total'), 2, 'acks');
     assert.equal(delta('chatd_errors_total', { code: 'empty' }), 1, 'errors{code="empty"}');
     assert.equal(delta('chatd_errors_total', { code: 'unknown_type' }), 1, 'errors{code="unknown_type"}');

@@ -70,7 +70,6 @@ struct lane {
 struct store {
     struct worker *w;
     int nconns;
-    int npending;
     int inflight;           /* batches in flight */
     uint32_t next_lane;     /* where the next batch starts taking: fairness */
     struct lane lanes[STORE_LANES];
@@ -155,6 +154,7 @@ static void fail_batch(struct batch *b)
     free(b);
     batch_done(s, conn, lanes);
 }
+
 static bool result_ok(PGresult *r)
 {
     return r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
@@ -332,7 +332,6 @@ static void take_ready(struct store *s, struct batch *b)
             b->reqs[b->n++] = q->head;
             q->head = q->head->next;
             q->npending--;
-            s->npending--;
         }
         if (!q->head) q->tail = NULL;
     }
@@ -350,7 +349,6 @@ static void fail_ready(struct store *s)
             struct post_req *r = q->head;
             q->head = r->next;
             q->npending--;
-            s->npending--;
             r->fn(r->arg, NULL);
             free(r);
         }
@@ -416,7 +414,6 @@ int store_post(struct store *s, const char *room, const char *user_id, const cha
     else q->head = r;
     q->tail = r;
     q->npending++;
-    s->npending++;
     /* Everything queued in this loop turn leaves together at its end; a
      * lane with a batch in flight sends the rest when that one is done
      * (batch_done). Activating an active event again is a no-op. */

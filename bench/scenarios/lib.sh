@@ -318,14 +318,24 @@ bench_target_args() {
 
 BENCH_JSON=
 # bench_run LABEL CHAT-BENCH-ARGS...
+# bench_metric NAME: the sum of NAME's samples on chatd's /metrics, or
+# nothing (the peer, or no answer).
+bench_metric() {
+    [[ $BENCH_TARGET == chatd ]] || return 0
+    curl -fsS -m 2 "http://127.0.0.1:$BENCH_PORT/metrics" 2>/dev/null |
+        awk -v n="$1" '$1 == n { s += $2; f = 1 } END { if (f) printf "%d\n", s }'
+}
+
 bench_run() {
-    local label=$1 out svc=() target=()
+    local label=$1 out svc=() target=() stored0 batches0 stored batches
     shift
     [[ -n $BENCH_REDIS_PID ]] && svc+=(--service-pid "$BENCH_REDIS_PID")
     # The peer does not use PostgreSQL: its idle CPU would only add noise.
     [[ -n $BENCH_PG_PID && $BENCH_TARGET == chatd ]] && svc+=(--service-pid "$BENCH_PG_PID")
     mapfile -t target < <(bench_target_args)
     out=$(mktemp)
+    stored0=$(bench_metric chatd_messages_stored_total)
+    batches0=$(bench_metric chatd_message_batches_total)
     if ! bench_pinned "$BENCH_CLIENT_CPUS" "$BENCH_BIN/chat-bench" \
             "${target[@]}" --secret "$BENCH_SECRET" \
             --server-pid "$SERVER_PID" "${svc[@]}" --label "$label" \
@@ -338,6 +348,15 @@ bench_run() {
     grep -v '^{' "$out" >&2 || true
     BENCH_JSON=$(grep '^{' "$out" | tail -n 1)
     rm -f "$out"
+    # Group commit at work: messages stored per PostgreSQL transaction over
+    # the whole run (warm-up and drain included).
+    stored=$(bench_metric chatd_messages_stored_total)
+    batches=$(bench_metric chatd_message_batches_total)
+    if [[ -n $stored0 && -n $stored && -n $batches0 && -n $batches ]] && ((batches > batches0)); then
+        BENCH_JSON="${BENCH_JSON%\}},\"server_messages_per_commit\":$(awk -v s=$((stored - stored0)) \
+            -v b=$((batches - batches0)) 'BEGIN { printf "%.2f", s / b }')}"
+        bench_say "$label: $(jget "$BENCH_JSON" server_messages_per_commit) messages stored per commit"
+    fi
     printf '%s\n' "$BENCH_JSON" >>"$BENCH_OUT/${BENCH_SCENARIO:-x}.jsonl"
     # Let the server settle (the leave storm of the closed connections).
     sleep 1

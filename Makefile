@@ -100,7 +100,7 @@ test: deps
 	@scripts/test.sh
 
 stop:
-	@scripts/services.sh stop
+	@scripts/stop.sh
 
 # Fuzzers: `make fuzz` runs each target for FUZZ_SECONDS (default 600);
 # `make test` runs them briefly through scripts/test.sh.

@@ -45,7 +45,7 @@ organizer=$(bin/chatctl -c "$conf" token --sub olivia --name Olivia --role organ
 
 cat <<MSG
 
-chatd is starting on http://127.0.0.1:$PORT  (Ctrl-C stops it; make stop stops Redis and PostgreSQL)
+chatd is starting on http://127.0.0.1:$PORT  (Ctrl-C stops it; make stop stops it, Redis and PostgreSQL)
 
 Open these in a browser (the token stays in the URL fragment, never in a server log):
   member     http://127.0.0.1:$PORT/#token=$member

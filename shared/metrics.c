@@ -11,8 +11,8 @@ const uint64_t metrics_latency_bounds_us[METRICS_LATENCY_BUCKETS] = {
 
 struct metrics_block {
     uint64_t v[METRIC_COUNT];
-    uint64_t hist[METRICS_LATENCY_BUCKETS + 1]; /* last: +Inf */
-    uint64_t hist_sum_us;
+    uint64_t hist[METRIC_HIST_COUNT][METRICS_LATENCY_BUCKETS + 1]; /* last: +Inf */
+    uint64_t hist_sum_us[METRIC_HIST_COUNT];
 };
 
 struct metrics_region {
@@ -47,11 +47,13 @@ void metrics_retire(int proc_index)
                            __ATOMIC_RELAXED);
     for (int i = METRIC_COUNTERS_END; i < METRIC_COUNT; i++)
         __atomic_store_n(&b->v[i], 0, __ATOMIC_RELAXED);
-    for (int i = 0; i <= METRICS_LATENCY_BUCKETS; i++)
-        __atomic_fetch_add(&region->retired.hist[i], __atomic_exchange_n(&b->hist[i], 0, __ATOMIC_RELAXED),
-                           __ATOMIC_RELAXED);
-    __atomic_fetch_add(&region->retired.hist_sum_us,
-                       __atomic_exchange_n(&b->hist_sum_us, 0, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+    for (int h = 0; h < METRIC_HIST_COUNT; h++) {
+        for (int i = 0; i <= METRICS_LATENCY_BUCKETS; i++)
+            __atomic_fetch_add(&region->retired.hist[h][i],
+                               __atomic_exchange_n(&b->hist[h][i], 0, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+        __atomic_fetch_add(&region->retired.hist_sum_us[h],
+                           __atomic_exchange_n(&b->hist_sum_us[h], 0, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+    }
 }
 
 /* A block has one writer (its process), so a plain load and store is
@@ -68,14 +70,14 @@ void metrics_gauge(enum metric_id id, int64_t delta)
     metrics_add(id, (uint64_t)delta);
 }
 
-void metrics_observe_latency_us(uint64_t us)
+void metrics_observe_us(enum metric_hist h, uint64_t us)
 {
     int b = 0;
     while (b < METRICS_LATENCY_BUCKETS && us > metrics_latency_bounds_us[b]) b++;
-    __atomic_store_n(&mine->hist[b], __atomic_load_n(&mine->hist[b], __ATOMIC_RELAXED) + 1,
+    __atomic_store_n(&mine->hist[h][b], __atomic_load_n(&mine->hist[h][b], __ATOMIC_RELAXED) + 1,
                      __ATOMIC_RELAXED);
-    __atomic_store_n(&mine->hist_sum_us,
-                     __atomic_load_n(&mine->hist_sum_us, __ATOMIC_RELAXED) + us, __ATOMIC_RELAXED);
+    __atomic_store_n(&mine->hist_sum_us[h],
+                     __atomic_load_n(&mine->hist_sum_us[h], __ATOMIC_RELAXED) + us, __ATOMIC_RELAXED);
 }
 
 static void sum(struct metrics_block *out)
@@ -87,9 +89,11 @@ static void sum(struct metrics_block *out)
         const struct metrics_block *b = k < 0 ? (region ? &region->retired : NULL) : &blocks[k];
         if (!b) continue;
         for (int i = 0; i < METRIC_COUNT; i++) out->v[i] += __atomic_load_n(&b->v[i], __ATOMIC_RELAXED);
-        for (int i = 0; i <= METRICS_LATENCY_BUCKETS; i++)
-            out->hist[i] += __atomic_load_n(&b->hist[i], __ATOMIC_RELAXED);
-        out->hist_sum_us += __atomic_load_n(&b->hist_sum_us, __ATOMIC_RELAXED);
+        for (int h = 0; h < METRIC_HIST_COUNT; h++) {
+            for (int i = 0; i <= METRICS_LATENCY_BUCKETS; i++)
+                out->hist[h][i] += __atomic_load_n(&b->hist[h][i], __ATOMIC_RELAXED);
+            out->hist_sum_us[h] += __atomic_load_n(&b->hist_sum_us[h], __ATOMIC_RELAXED);
+        }
     }
 }
 
@@ -133,6 +137,13 @@ static const struct metric_desc descs[] = {
     {METRIC_WS_OPEN, "chatd_websocket_connections_open", NULL, "Open WebSocket connections."},
 };
 
+static const struct {
+    const char *name, *help;
+} hist_descs[METRIC_HIST_COUNT] = {
+    [METRIC_HIST_BROADCAST] = {"chatd_broadcast_latency_seconds", "Time from a change reaching a worker from Redis to its frame being queued to the local recipients, reorder waits included."},
+    [METRIC_HIST_MESSAGE_COMMIT] = {"chatd_message_commit_seconds", "Time from a batch of new messages leaving for PostgreSQL to its commit being answered."},
+};
+
 char *metrics_render(size_t *len)
 {
     struct metrics_block s;
@@ -150,19 +161,20 @@ char *metrics_render(size_t *len)
         if (d->label) fprintf(f, "%s{%s} %llu\n", d->name, d->label, (unsigned long long)s.v[d->id]);
         else fprintf(f, "%s %lld\n", d->name, (long long)s.v[d->id]);
     }
-    const char *h = "chatd_broadcast_latency_seconds";
-    fprintf(f, "# HELP %s Time from a change reaching a worker from Redis to its frame being queued to the local recipients, reorder waits included.\n", h);
-    fprintf(f, "# TYPE %s histogram\n", h);
-    uint64_t cum = 0;
-    for (int i = 0; i < METRICS_LATENCY_BUCKETS; i++) {
-        cum += s.hist[i];
-        fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", h, (double)metrics_latency_bounds_us[i] / 1e6,
+    for (int k = 0; k < METRIC_HIST_COUNT; k++) {
+        const char *h = hist_descs[k].name;
+        fprintf(f, "# HELP %s %s\n# TYPE %s histogram\n", h, hist_descs[k].help, h);
+        uint64_t cum = 0;
+        for (int i = 0; i < METRICS_LATENCY_BUCKETS; i++) {
+            cum += s.hist[k][i];
+            fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", h, (double)metrics_latency_bounds_us[i] / 1e6,
+                    (unsigned long long)cum);
+        }
+        cum += s.hist[k][METRICS_LATENCY_BUCKETS];
+        fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n", h, (unsigned long long)cum);
+        fprintf(f, "%s_sum %.6f\n%s_count %llu\n", h, (double)s.hist_sum_us[k] / 1e6, h,
                 (unsigned long long)cum);
     }
-    cum += s.hist[METRICS_LATENCY_BUCKETS];
-    fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n", h, (unsigned long long)cum);
-    fprintf(f, "%s_sum %.6f\n%s_count %llu\n", h, (double)s.hist_sum_us / 1e6, h,
-            (unsigned long long)cum);
     if (fclose(f) != 0) {
         free(buf);
         return NULL;

@@ -51,10 +51,19 @@ enum metric_id {
     METRIC_COUNT
 };
 
-/* Upper bounds (microseconds) of the broadcast latency histogram: from a
- * change's arrival in a worker (from Redis) to its frame being queued to
- * the local recipients, reorder waits included. Changes read back from
- * PostgreSQL by a gap repair are not timed (no arrival to time from). */
+/* Latency histograms, all with the same buckets (upper bounds in
+ * microseconds). */
+enum metric_hist {
+    /* From a change's arrival in a worker (from Redis) to its frame being
+     * queued to the local recipients, reorder waits included. Changes read
+     * back from PostgreSQL by a gap repair are not timed (no arrival to
+     * time from). */
+    METRIC_HIST_BROADCAST,
+    /* From a batch of new messages leaving for PostgreSQL to its commit
+     * being answered: the database's share of an ack's latency. */
+    METRIC_HIST_MESSAGE_COMMIT,
+    METRIC_HIST_COUNT
+};
 #define METRICS_LATENCY_BUCKETS 12
 extern const uint64_t metrics_latency_bounds_us[METRICS_LATENCY_BUCKETS];
 
@@ -69,7 +78,7 @@ void metrics_retire(int proc_index);
 
 void metrics_add(enum metric_id id, uint64_t n);
 void metrics_gauge(enum metric_id id, int64_t delta);
-void metrics_observe_latency_us(uint64_t us);
+void metrics_observe_us(enum metric_hist h, uint64_t us);
 
 /* Prometheus text exposition of the sum. Returns a malloc'd string and
  * its length, or NULL. */

@@ -146,7 +146,7 @@ static void deliver_ex(struct hub_room *r, int64_t seq, const char *json, size_t
     /* The room may lose members (slow consumers closed) while we go. */
     deliver_frame(r, seq, f, skip_conn, optional);
     ws_shared_release(f);
-    if (started_us) metrics_observe_latency_us((uint64_t)(timefmt_mono_us() - started_us));
+    if (started_us) metrics_observe_us(METRIC_HIST_BROADCAST, (uint64_t)(timefmt_mono_us() - started_us));
 }
 
 static void start_repair(struct hub_room *r);

@@ -10,6 +10,7 @@
 #include "shared/jsonw.h"
 #include "shared/log.h"
 #include "shared/metrics.h"
+#include "shared/timefmt.h"
 #include "worker/worker.h"
 
 const struct pg_prepared store_prepared[STORE_NSTMTS] = {
@@ -38,6 +39,7 @@ struct batch {
     struct store *s;
     uint32_t conn;          /* the pool connection it travels on */
     uint64_t lanes;         /* the lanes it holds (bit i: lane i) */
+    int64_t sent_us;
     int n;
     struct post_req *reqs[BATCH_MAX];
 };
@@ -184,6 +186,7 @@ static void on_batch(void *arg, PGresult *const *res, int n, const char *err)
         return;
     }
     metrics_add(METRIC_MESSAGE_BATCHES, 1);
+    metrics_observe_us(METRIC_HIST_MESSAGE_COMMIT, (uint64_t)(timefmt_mono_us() - b->sent_us));
     for (int row = 0; row < b->n; row++) {
         long ord = strtol(PQgetvalue(r, row, 0), NULL, 10);
         if (ord < 1 || ord > b->n || !b->reqs[ord - 1]) continue;
@@ -251,6 +254,7 @@ static char *batch_json(const struct batch *b)
 static void send_batch(struct store *s, struct batch *b)
 {
     hold(s, b->conn, b->lanes);
+    b->sent_us = timefmt_mono_us();
     char *json = batch_json(b);
     if (!json) {
         fail_batch(b);

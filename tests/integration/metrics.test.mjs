@@ -8,7 +8,7 @@
 // le="+Inf" equal to _count, with _sum). Then the figures must move with
 // what clients do, on a host of two workers with a connection on each:
 // connections, upgrades, frames and bytes, messages stored, acks, socket
-// errors by code, the broadcast latency histogram, and the gauges of open
+// errors by code, the broadcast and commit latency histograms, and the gauges of open
 // connections going back down when clients leave. Every /metrics request is
 // a fresh connection, so it lands on either worker: each must see the sum.
 import { test } from 'node:test';
@@ -233,7 +233,7 @@ const EXPECTED = {
         'chatd_acks_total', 'chatd_errors_total', 'chatd_slow_consumer_closes_total', 'chatd_redis_errors_total', 'chatd_postgres_errors_total',
     ],
     gauge: ['chatd_connections_open', 'chatd_websocket_connections_open'],
-    histogram: ['chatd_broadcast_latency_seconds'],
+    histogram: ['chatd_broadcast_latency_seconds', 'chatd_message_commit_seconds'],
 };
 const ERROR_CODES = ['bad_request', 'unknown_type', 'empty', 'too_long', 'forbidden', 'not_found',
     'edit_window_closed', 'rate_limited', 'unavailable'];
@@ -354,6 +354,8 @@ test('/metrics: the figures move with traffic, summed over both workers', { time
     assert.equal(delta('chatd_messages_stored_total'), 2, 'messages stored');
     // Each was sent after the other's ack: two commits.
     assert.equal(delta('chatd_message_batches_total'), 2, 'message batches');
+    assert.equal(delta('chatd_message_commit_seconds_count'), 2, 'message commits timed');
+    assert.ok(delta('chatd_message_commit_seconds_sum') > 0, 'message commits take time');
     assert.equal(delta('chatd_acks_total'), 2, 'acks');
     assert.equal(delta('chatd_errors_total', { code: 'empty' }), 1, 'errors{code="empty"}');
     assert.equal(delta('chatd_errors_total', { code: 'unknown_type' }), 1, 'errors{code="unknown_type"}');

@@ -318,24 +318,49 @@ bench_target_args() {
 
 BENCH_JSON=
 # bench_run LABEL CHAT-BENCH-ARGS...
-# bench_metric NAME: the sum of NAME's samples on chatd's /metrics, or
-# nothing (the peer, or no answer).
-bench_metric() {
+# bench_scrape: chatd's /metrics text, or nothing (the peer, or no answer).
+bench_scrape() {
     [[ $BENCH_TARGET == chatd ]] || return 0
-    curl -fsS -m 2 "http://127.0.0.1:$BENCH_PORT/metrics" 2>/dev/null |
-        awk -v n="$1" '$1 == n { s += $2; f = 1 } END { if (f) printf "%d\n", s }'
+    curl -fsS -m 2 "http://127.0.0.1:$BENCH_PORT/metrics" 2>/dev/null || true
+}
+
+# bench_metric TEXT NAME: NAME's value (the sum of its samples) in a
+# scrape, or nothing.
+bench_metric() {
+    awk -v n="$2" '$1 == n { s += $2; f = 1 } END { if (f) printf "%d\n", s }' <<<"$1"
+}
+
+# bench_hist_p99_ms BEFORE AFTER NAME: the upper bound (ms) of the bucket
+# holding the 99th percentile of histogram NAME between two scrapes, "inf"
+# past the last bound, or nothing when it saw nothing.
+bench_hist_p99_ms() {
+    awk -v n="${3}_bucket" 'FNR == 1 { f++ }
+        index($1, n "{le=\"") == 1 {
+            le = substr($1, length(n) + 6); sub(/"}$/, "", le)
+            if (f == 1) before[le] = $2; else { after[le] = $2; order[++k] = le }
+        }
+        END {
+            total = after["+Inf"] - before["+Inf"]
+            if (total <= 0) exit
+            for (i = 1; i <= k; i++) {
+                le = order[i]
+                if (after[le] - before[le] >= 0.99 * total) {
+                    if (le == "+Inf") print "inf"; else printf "%g\n", le * 1000
+                    exit
+                }
+            }
+        }' <(printf '%s\n' "$1") <(printf '%s\n' "$2")
 }
 
 bench_run() {
-    local label=$1 out svc=() target=() stored0 batches0 stored batches
+    local label=$1 out svc=() target=() m0 m1 stored batches commit_p99
     shift
     [[ -n $BENCH_REDIS_PID ]] && svc+=(--service-pid "$BENCH_REDIS_PID")
     # The peer does not use PostgreSQL: its idle CPU would only add noise.
     [[ -n $BENCH_PG_PID && $BENCH_TARGET == chatd ]] && svc+=(--service-pid "$BENCH_PG_PID")
     mapfile -t target < <(bench_target_args)
     out=$(mktemp)
-    stored0=$(bench_metric chatd_messages_stored_total)
-    batches0=$(bench_metric chatd_message_batches_total)
+    m0=$(bench_scrape)
     if ! bench_pinned "$BENCH_CLIENT_CPUS" "$BENCH_BIN/chat-bench" \
             "${target[@]}" --secret "$BENCH_SECRET" \
             --server-pid "$SERVER_PID" "${svc[@]}" --label "$label" \
@@ -348,14 +373,22 @@ bench_run() {
     grep -v '^{' "$out" >&2 || true
     BENCH_JSON=$(grep '^{' "$out" | tail -n 1)
     rm -f "$out"
-    # Group commit at work: messages stored per PostgreSQL transaction over
-    # the whole run (warm-up and drain included).
-    stored=$(bench_metric chatd_messages_stored_total)
-    batches=$(bench_metric chatd_message_batches_total)
-    if [[ -n $stored0 && -n $stored && -n $batches0 && -n $batches ]] && ((batches > batches0)); then
-        BENCH_JSON="${BENCH_JSON%\}},\"server_messages_per_commit\":$(awk -v s=$((stored - stored0)) \
-            -v b=$((batches - batches0)) 'BEGIN { printf "%.2f", s / b }')}"
-        bench_say "$label: $(jget "$BENCH_JSON" server_messages_per_commit) messages stored per commit"
+    # Group commit at work, over the whole run (warm-up and drain
+    # included): messages stored per PostgreSQL transaction, and the p99 of
+    # a commit's time (a bucket's upper bound), the database's share of an
+    # ack's latency.
+    m1=$(bench_scrape)
+    if [[ -n $m0 && -n $m1 ]]; then
+        stored=$(($(bench_metric "$m1" chatd_messages_stored_total) - $(bench_metric "$m0" chatd_messages_stored_total)))
+        batches=$(($(bench_metric "$m1" chatd_message_batches_total) - $(bench_metric "$m0" chatd_message_batches_total)))
+        if ((batches > 0)); then
+            commit_p99=$(bench_hist_p99_ms "$m0" "$m1" chatd_message_commit_seconds)
+            # Past the last bound (1 s): no number to give.
+            [[ $commit_p99 == inf ]] && commit_p99=''
+            BENCH_JSON="${BENCH_JSON%\}},\"server_messages_per_commit\":$(awk -v s=$stored -v b=$batches \
+                'BEGIN { printf "%.2f", s / b }'),\"server_commit_ms_p99\":${commit_p99:-null}}"
+            bench_say "$label: $(jget "$BENCH_JSON" server_messages_per_commit) messages stored per commit, commit p99 <= ${commit_p99:-?} ms"
+        fi
     fi
     printf '%s\n' "$BENCH_JSON" >>"$BENCH_OUT/${BENCH_SCENARIO:-x}.jsonl"
     # Let the server settle (the leave storm of the closed connections).

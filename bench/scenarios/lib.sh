@@ -14,7 +14,9 @@
 #   through the adapter; N is ignored), pinned the same way.
 # bench_run LABEL ARGS...: chat-bench pinned to BENCH_CLIENT_CPUS, speaking
 #   the target's protocol; the JSON line lands in
-#   $BENCH_OUT/<scenario>.jsonl and in $BENCH_JSON.
+#   $BENCH_OUT/<scenario>.jsonl and in $BENCH_JSON. Against chatd it
+#   carries two figures from /metrics as well: server_messages_per_commit
+#   and server_commit_ms_p99.
 #
 # Knobs (environment):
 #   BENCH_DURATION (10) measured window per run, s   BENCH_WARMUP (2)
@@ -317,7 +319,7 @@ bench_target_args() {
 }
 
 BENCH_JSON=
-# bench_run LABEL CHAT-BENCH-ARGS...
+
 # bench_scrape: chatd's /metrics text, or nothing (the peer, or no answer).
 bench_scrape() {
     [[ $BENCH_TARGET == chatd ]] || return 0
@@ -325,9 +327,9 @@ bench_scrape() {
 }
 
 # bench_metric TEXT NAME: NAME's value (the sum of its samples) in a
-# scrape, or nothing.
+# scrape; 0 when absent (a chatd from before the metric).
 bench_metric() {
-    awk -v n="$2" '$1 == n { s += $2; f = 1 } END { if (f) printf "%d\n", s }' <<<"$1"
+    awk -v n="$2" '$1 == n { s += $2 } END { printf "%d\n", s }' <<<"$1"
 }
 
 # bench_hist_p99_ms BEFORE AFTER NAME: the upper bound (ms) of the bucket
@@ -352,6 +354,7 @@ bench_hist_p99_ms() {
         }' <(printf '%s\n' "$1") <(printf '%s\n' "$2")
 }
 
+# bench_run LABEL CHAT-BENCH-ARGS...
 bench_run() {
     local label=$1 out svc=() target=() m0 m1 stored batches commit_p99
     shift

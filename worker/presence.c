@@ -53,11 +53,12 @@
     "  end\n"                                                                               \
     "end\n"
 
-/* ARGV: prefix, instance, alive_ms, reconcile (0/1), list room ('' none),
- * then groups of room, user, name, role, delta (reconcile: the count).
- * With reconcile the instance's counts become exactly the given ones and
- * its heartbeat is renewed; otherwise the heartbeat script renews it.
- * Returns the list room's online users as id, name, id, name, ... */
+/* ARGV: prefix, instance, alive_ms, reconcile (0/1), then groups of room,
+ * user, name, role, delta (reconcile: the count), list (1: return the
+ * room's online users as they are after this group). With reconcile the
+ * instance's counts become exactly the given ones and its heartbeat is
+ * renewed; otherwise the heartbeat script renews it. Returns one list per
+ * group that asked, in order, each as id, name, id, name, ... */
 static struct redis_script apply_script = {
     .body = LUA_CHANGE
     "local p, inst = ARGV[1], ARGV[2]\n"
@@ -67,8 +68,8 @@ static struct redis_script apply_script = {
      * would never be reaped. */
     "redis.call('SADD', p .. 'instances', inst)\n"
     "local ikey = p .. 'inst:' .. inst\n"
-    "local seen = {}\n"
-    "for i = 6, #ARGV, 5 do\n"
+    "local seen, lists = {}, {}\n"
+    "for i = 5, #ARGV, 6 do\n"
     "  local room, user, name, role = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]\n"
     "  local n = tonumber(ARGV[i + 4])\n"
     "  local field = room .. '\\31' .. user\n"
@@ -82,6 +83,11 @@ static struct redis_script apply_script = {
     "  if now < 0 then delta = delta - now; now = 0 end\n"
     "  if now <= 0 then redis.call('HDEL', ikey, field) end\n"
     "  change(p, room, user, name, role, delta)\n"
+    /* One HGETALL, not a lookup per member: a room filling up would
+     * cost O(n^2) lookups otherwise. */
+    "  if ARGV[i + 5] == '1' then\n"
+    "    lists[#lists + 1] = redis.call('HGETALL', p .. 'room_names:' .. room)\n"
+    "  end\n"
     "end\n"
     "if reconcile then\n"
     "  local all = redis.call('HGETALL', ikey)\n"
@@ -94,10 +100,7 @@ static struct redis_script apply_script = {
     "    end\n"
     "  end\n"
     "end\n"
-    /* One HGETALL, not a lookup per member: a room filling up would
-     * cost O(n^2) lookups otherwise. */
-    "if ARGV[5] ~= '' then return redis.call('HGETALL', p .. 'room_names:' .. ARGV[5]) end\n"
-    "return {}\n",
+    "return lists\n",
 };
 
 /* ARGV: prefix, own instance, alive_ms, predecessor ('' none). Refreshes
@@ -145,11 +148,34 @@ static struct redis_script list_script = {
     "return out\n",
 };
 
+/* A join or leave waiting for the end of the loop turn, when all of them
+ * go to Redis as one script call: Redis's cost per call (parsing,
+ * dispatch, the script's set-up) is paid once a turn, not per connection. */
+struct presence_op {
+    struct presence_op *next;
+    struct conn *c;         /* a join waiting for its room's list (ref held); NULL for a leave */
+    const char *argv[6];    /* room, user, name, role, delta, list: point into buf */
+    char buf[];
+};
+
+/* Groups per script call: bounds its arguments (4 + 6 each). */
+#define PRESENCE_BATCH_MAX 128
+
 struct presence {
     struct worker *w;
     struct event *beat_ev;
+    struct event *flush_ev;
+    struct presence_op *head, *tail;
     char predecessor[128];    /* a dead instance of our slot to reap once */
     char alive_ms[24];
+};
+
+static void on_flush(evutil_socket_t fd, short what, void *arg);
+
+/* The joins of one script call, in order: each gets its list. */
+struct presence_call {
+    int n;
+    struct conn *joins[];
 };
 
 static void heartbeat(struct presence *p);
@@ -222,15 +248,14 @@ static void reconcile(struct presence *p)
         if (s && s->state != CHAT_CLOSED) all[n++] = s;
     }
     qsort(all, n, sizeof *all, by_room_user);
-    const char **argv = calloc(5 + (size_t)n * 5, sizeof *argv);
+    const char **argv = calloc(4 + (size_t)n * 6, sizeof *argv);
     char (*counts)[16] = calloc(n + 1, sizeof *counts);
     if (!argv || !counts) goto out;
     argv[0] = w->cfg->redis_prefix;
     argv[1] = w->instance_id;
     argv[2] = p->alive_ms;
     argv[3] = "1";
-    argv[4] = "";
-    size_t k = 5;
+    size_t k = 4;
     for (uint32_t i = 0, groups = 0; i < n; groups++) {
         uint32_t j = i;
         while (j < n && by_room_user(&all[i], &all[j]) == 0) all[j++]->presence_added = true;
@@ -240,6 +265,7 @@ static void reconcile(struct presence *p)
         argv[k++] = all[i]->user_name;
         argv[k++] = jwt_role_name(all[i]->role);
         argv[k++] = counts[groups];
+        argv[k++] = "0";
         i = j;
     }
     redis_script_run(w->redis, &apply_script, NULL, NULL, 0, (int)k, argv, NULL);
@@ -268,7 +294,10 @@ struct presence *presence_new(struct worker *w, const char *predecessor)
     int64_t alive = (int64_t)w->cfg->presence_ttl_s * 600;
     snprintf(p->alive_ms, sizeof p->alive_ms, "%lld", (long long)alive);
     p->beat_ev = event_new(w->base, -1, EV_PERSIST, on_beat, p);
-    if (!p->beat_ev) {
+    p->flush_ev = event_new(w->base, -1, 0, on_flush, p);
+    if (!p->beat_ev || !p->flush_ev) {
+        if (p->beat_ev) event_free(p->beat_ev);
+        if (p->flush_ev) event_free(p->flush_ev);
         free(p);
         return NULL;
     }
@@ -281,29 +310,126 @@ struct presence *presence_new(struct worker *w, const char *predecessor)
 void presence_free(struct presence *p)
 {
     if (!p) return;
+    /* Going away: what waits is dropped (the janitors reap our records). */
+    while (p->head) {
+        struct presence_op *op = p->head;
+        p->head = op->next;
+        if (op->c) conn_unref(op->c);
+        free(op);
+    }
+    event_free(p->flush_ev);
     event_free(p->beat_ev);
     free(p);
 }
 
-static void on_joined(redisAsyncContext *ac, void *reply, void *privdata)
+/* Hands a join its room's online list (NULL: none to give, the welcome
+ * goes without) if it still waits for it, and drops the join's
+ * reference. */
+static void list_ready(struct conn *c, const redisReply *list)
+{
+    struct chat_session *s = ws_conn_chat(c);
+    if (!c->closed && s && s->state == CHAT_WAITING) chat_session_online_ready(s, users_json(list));
+    conn_unref(c);
+}
+
+static void on_applied(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)ac;
-    struct conn *c = privdata;
-    struct chat_session *s = ws_conn_chat(c);
-    if (!c->closed && s && s->state == CHAT_WAITING) chat_session_online_ready(s, users_json(reply));
-    conn_unref(c);
+    struct presence_call *call = privdata;
+    const redisReply *r = reply;
+    bool lists = r && r->type == REDIS_REPLY_ARRAY && r->elements == (size_t)call->n;
+    for (int i = 0; i < call->n; i++) list_ready(call->joins[i], lists ? r->element[i] : NULL);
+    free(call);
+}
+
+/* Sends up to PRESENCE_BATCH_MAX waiting joins and leaves as one call.
+ * Returns false when nothing more should be tried this turn. */
+static bool flush_some(struct presence *p)
+{
+    struct worker *w = p->w;
+    int n = 0, njoins = 0;
+    for (struct presence_op *op = p->head; op && n < PRESENCE_BATCH_MAX; op = op->next, n++)
+        if (op->c) njoins++;
+    const char **argv = malloc((4 + (size_t)n * 6) * sizeof *argv);
+    struct presence_call *call = malloc(sizeof *call + (size_t)njoins * sizeof call->joins[0]);
+    if (!argv || !call) {
+        free(argv);
+        free(call);
+        event_active(p->flush_ev, 0, 0); /* the next turn tries again */
+        return false;
+    }
+    argv[0] = w->cfg->redis_prefix;
+    argv[1] = w->instance_id;
+    argv[2] = p->alive_ms;
+    argv[3] = "0";
+    size_t k = 4;
+    call->n = 0;
+    struct presence_op *taken = p->head;
+    for (int i = 0; i < n; i++) {
+        struct presence_op *op = p->head;
+        p->head = op->next;
+        for (int j = 0; j < 6; j++) argv[k++] = op->argv[j];
+        if (op->c) call->joins[call->n++] = op->c;
+    }
+    if (!p->head) p->tail = NULL;
+    int r = redis_script_run(w->redis, &apply_script, on_applied, call, 0, (int)k, argv, NULL);
+    free(argv);
+    /* redis_script_run copied the arguments: the ops may go. */
+    for (int i = 0; i < n; i++) {
+        struct presence_op *next = taken->next;
+        free(taken);
+        taken = next;
+    }
+    if (r < 0) {
+        /* Redis is down: welcome without the list; the reconcile after
+         * the reconnect counts these connections. */
+        for (int i = 0; i < call->n; i++) list_ready(call->joins[i], NULL);
+        free(call);
+    }
+    return true;
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct presence *p = arg;
+    while (p->head && flush_some(p)) {
+    }
+}
+
+/* Queues a change for the end of the loop turn. Returns -1 when out of
+ * memory. */
+static int enqueue(struct presence *p, struct conn *c, const struct chat_session *s, const char *delta,
+                   const char *list)
+{
+    const char *src[6] = {s->room_name, s->user_id, s->user_name, jwt_role_name(s->role), delta, list};
+    size_t size = 0;
+    for (int i = 0; i < 6; i++) size += strlen(src[i]) + 1;
+    struct presence_op *op = malloc(sizeof *op + size);
+    if (!op) return -1;
+    char *dst = op->buf;
+    for (int i = 0; i < 6; i++) {
+        size_t len = strlen(src[i]) + 1;
+        memcpy(dst, src[i], len);
+        op->argv[i] = dst;
+        dst += len;
+    }
+    op->next = NULL;
+    op->c = c;
+    if (c) conn_ref(c);
+    if (p->tail) p->tail->next = op;
+    else p->head = op;
+    p->tail = op;
+    event_active(p->flush_ev, 0, 0);
+    return 0;
 }
 
 void presence_join(struct worker *w, struct chat_session *s)
 {
-    const char *argv[10] = {w->cfg->redis_prefix, w->instance_id, w->presence->alive_ms, "0",
-                            s->room_name, s->room_name, s->user_id, s->user_name,
-                            jwt_role_name(s->role), "1"};
-    conn_ref(s->c);
-    if (redis_script_run(w->redis, &apply_script, on_joined, s->c, 0, 10, argv, NULL) < 0) {
-        /* Redis is down: welcome without the list; the reconcile after the
-         * reconnect counts this connection. */
-        conn_unref(s->c);
+    if (!redis_link_up(w->redis) || enqueue(w->presence, s->c, s, "1", "1") < 0) {
+        /* Redis is down (or memory short): welcome without the list; the
+         * reconcile after the reconnect counts this connection. */
         chat_session_online_ready(s, json_array());
         return;
     }
@@ -314,9 +440,8 @@ void presence_leave(struct worker *w, struct chat_session *s)
 {
     if (!s->presence_added) return;
     s->presence_added = false;
-    const char *argv[10] = {w->cfg->redis_prefix, w->instance_id, w->presence->alive_ms, "0", "",
-                            s->room_name, s->user_id, s->user_name, jwt_role_name(s->role), "-1"};
-    redis_script_run(w->redis, &apply_script, NULL, NULL, 0, 10, argv, NULL);
+    if (enqueue(w->presence, NULL, s, "-1", "0") < 0)
+        log_warn("presence: out of memory; a leave waits for the next reconcile or reap");
 }
 
 struct list_call {

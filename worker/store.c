@@ -95,22 +95,29 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     dispatch(arg);
 }
 
-static void hold(struct store *s, uint32_t conn, uint64_t lanes)
+/* Counts a batch in flight (delta 1) or out of it (-1): in all, on its
+ * connection and in each of its lanes. */
+static void count_in_flight(struct store *s, const struct batch *b, int delta)
 {
-    s->inflight++;
-    s->conn_inflight[conn]++;
+    s->inflight += delta;
+    s->conn_inflight[b->conn] += delta;
     for (uint32_t i = 0; i < STORE_LANES; i++)
-        if (lanes & (UINT64_C(1) << i)) s->lanes[i].inflight++;
+        if (b->lanes & (UINT64_C(1) << i)) s->lanes[i].inflight += delta;
 }
 
-/* A batch is answered: its lanes and connection are free again, and what
- * waited may leave. */
-static void batch_done(struct store *s, uint32_t conn, uint64_t lanes)
+/* A batch is answered: the requests still in it are answered unavailable
+ * (NULL slots were answered already), its lanes and connection are free
+ * again, and what waited may leave. */
+static void batch_done(struct batch *b)
 {
-    s->inflight--;
-    s->conn_inflight[conn]--;
-    for (uint32_t i = 0; i < STORE_LANES; i++)
-        if (lanes & (UINT64_C(1) << i)) s->lanes[i].inflight--;
+    struct store *s = b->s;
+    for (int i = 0; i < b->n; i++) {
+        if (!b->reqs[i]) continue;
+        b->reqs[i]->fn(b->reqs[i]->arg, NULL);
+        free(b->reqs[i]);
+    }
+    count_in_flight(s, b, -1);
+    free(b);
     dispatch(s);
 }
 
@@ -144,19 +151,6 @@ void store_free(struct store *s)
     free(s);
 }
 
-static void fail_batch(struct batch *b)
-{
-    struct store *s = b->s;
-    uint32_t conn = b->conn;
-    uint64_t lanes = b->lanes;
-    for (int i = 0; i < b->n; i++) {
-        b->reqs[i]->fn(b->reqs[i]->arg, NULL);
-        free(b->reqs[i]);
-    }
-    free(b);
-    batch_done(s, conn, lanes);
-}
-
 static bool result_ok(PGresult *r)
 {
     return r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
@@ -182,7 +176,7 @@ static void on_batch(void *arg, PGresult *const *res, int n, const char *err)
             log_warn("storing a message failed: %s", PQresultErrorMessage(r));
         else if (err)
             log_debug("message batch lost: %s", err);
-        fail_batch(b);
+        batch_done(b);
         return;
     }
     metrics_add(METRIC_MESSAGE_BATCHES, 1);
@@ -205,17 +199,8 @@ static void on_batch(void *arg, PGresult *const *res, int n, const char *err)
         free(req);
     }
     /* A row the function did not return (it returns every one) would
-     * leave its request unanswered: answer it as unavailable. */
-    for (int i = 0; i < b->n; i++) {
-        if (!b->reqs[i]) continue;
-        b->reqs[i]->fn(b->reqs[i]->arg, NULL);
-        free(b->reqs[i]);
-    }
-    struct store *s = b->s;
-    uint32_t conn = b->conn;
-    uint64_t lanes = b->lanes;
-    free(b);
-    batch_done(s, conn, lanes);
+     * leave its request unanswered: batch_done answers it unavailable. */
+    batch_done(b);
 }
 
 static void send_batch(struct store *s, struct batch *b);
@@ -253,29 +238,25 @@ static char *batch_json(const struct batch *b)
 
 static void send_batch(struct store *s, struct batch *b)
 {
-    hold(s, b->conn, b->lanes);
+    count_in_flight(s, b, 1);
     b->sent_us = timefmt_mono_us();
     char *json = batch_json(b);
     if (!json) {
-        fail_batch(b);
+        batch_done(b);
         return;
     }
     const char *values[1] = {json};
     struct pg_stmt stmt = {.prepared = STORE_POST, .nparams = 1, .values = values};
     int r = pg_pool_exec_on(s->w->pg, b->conn, &stmt, 1, on_batch, b);
     free(json); /* libpq copied it into its output buffer */
-    if (r < 0) fail_batch(b);
+    if (r < 0) batch_done(b);
 }
 
 static void resend_one_by_one(struct store *s, struct batch *b)
 {
     for (int i = 0; i < b->n; i++) {
         struct batch *one = malloc(sizeof *one);
-        if (!one) {
-            b->reqs[i]->fn(b->reqs[i]->arg, NULL);
-            free(b->reqs[i]);
-            continue;
-        }
+        if (!one) continue; /* batch_done answers it unavailable */
         /* On the same connection, in order, each holding its lane: the
          * lanes stay closed until the last of them is answered. */
         one->s = s;
@@ -283,13 +264,11 @@ static void resend_one_by_one(struct store *s, struct batch *b)
         one->lanes = UINT64_C(1) << room_lane(b->reqs[i]->values[0]);
         one->n = 1;
         one->reqs[0] = b->reqs[i];
+        b->reqs[i] = NULL;
         send_batch(s, one);
     }
-    uint32_t conn = b->conn;
-    uint64_t lanes = b->lanes;
-    free(b);
     /* The failed batch is answered; its messages are in flight again. */
-    batch_done(s, conn, lanes);
+    batch_done(b);
 }
 
 /* Orders a batch by room, keeping each room's messages in arrival order

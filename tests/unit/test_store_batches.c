@@ -113,12 +113,12 @@ static void post(struct fixture *f, const char *room, const char *text)
     assert_int_equal(store_post(f->s, room, "u1", "User", text, text, on_reply, NULL), 0);
 }
 
-/* Messages t<from>..t<to - 1>, each in its own room o<i>. */
-static void post_others(struct fixture *f, int from, int to)
+/* Messages t<from>..t<to - 1>, each in its own room <prefix><i>. */
+static void post_others(struct fixture *f, const char *prefix, int from, int to)
 {
     char room[16], text[16];
     for (int i = from; i < to; i++) {
-        snprintf(room, sizeof room, "o%d", i);
+        snprintf(room, sizeof room, "%s%d", prefix, i);
         snprintf(text, sizeof text, "t%d", i);
         post(f, room, text);
     }
@@ -174,12 +174,7 @@ static void test_messages_gather_behind_a_batch(void **state)
     end_turn(f);
     assert_int_equal(nsent, 1);
     /* Fewer than a backlog, in other rooms: they wait for the batch. */
-    char room[16], text[16];
-    for (int i = 0; i < 10; i++) {
-        snprintf(room, sizeof room, "x%d", i);
-        snprintf(text, sizeof text, "t%d", i);
-        post(f, room, text);
-    }
+    post_others(f, "x", 0, 10);
     end_turn(f);
     assert_int_equal(nsent, 1);
     answer(0);
@@ -195,7 +190,7 @@ static void test_backlog_spreads_but_never_holds_a_busy_room(void **state)
     assert_int_equal(nsent, 1);
     /* The busy room's next message, then a backlog in many other rooms. */
     post(f, "busy", "b1");
-    post_others(f, 0, 80);
+    post_others(f, "o", 0, 80);
     end_turn(f);
     /* A second batch left, on another connection, without b1: b1 may
      * not overtake b0 (nor may the few rooms sharing b0's lane). */
@@ -205,7 +200,7 @@ static void test_backlog_spreads_but_never_holds_a_busy_room(void **state)
     assert_int_equal(position_in(1, "b1"), -1);
     /* More, in rooms of lanes that neither batch holds too: never a
      * third batch. */
-    post_others(f, 80, 480);
+    post_others(f, "o", 80, 480);
     end_turn(f);
     assert_int_equal(nsent, 2);
     /* b0 is answered: b1 may leave now. */
@@ -261,7 +256,7 @@ static void test_refused_batch_goes_again_one_by_one(void **state)
     /* The room's next message waits for both, while a backlog in other
      * rooms leaves as soon as one of them is answered. */
     post(f, "r", "c");
-    post_others(f, 0, 40);
+    post_others(f, "o", 0, 40);
     end_turn(f);
     assert_int_equal(nsent, 4);
     answer(2);

@@ -26,6 +26,8 @@ static void put(struct jsonw *w, const char *s, size_t n)
 
 void jsonw_raw(struct jsonw *w, const char *s) { put(w, s, strlen(s)); }
 
+void jsonw_rawn(struct jsonw *w, const char *s, size_t n) { put(w, s, n); }
+
 void jsonw_str(struct jsonw *w, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";

@@ -20,6 +20,8 @@ struct jsonw {
 void jsonw_init(struct jsonw *w, char *buf, size_t cap);
 /* Raw text, copied as is (for punctuation and keys we write ourselves). */
 void jsonw_raw(struct jsonw *w, const char *s);
+/* n bytes of raw text: JSON rendered elsewhere. */
+void jsonw_rawn(struct jsonw *w, const char *s, size_t n);
 /* A JSON string: quoted, with quotes, backslashes and control characters
  * escaped. s must be valid UTF-8 (it is passed through). */
 void jsonw_str(struct jsonw *w, const char *s, size_t n);

@@ -7,8 +7,6 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
 #include "shared/jsonw.h"
 #include "shared/log.h"
 #include "shared/metrics.h"
@@ -103,7 +101,7 @@ void chat_session_free(struct chat_session *s)
 {
     if (!s) return;
     drop_queue(s);
-    json_decref(s->online);
+    free(s->online);
     free(s);
 }
 
@@ -146,21 +144,44 @@ static void send_json(struct chat_session *s, const char *json, size_t len)
 
 static void send_welcome(struct chat_session *s, int64_t last_seq)
 {
-    json_t *online = s->online ? s->online : json_array();
-    s->online = NULL;
     char conn_id[37];
     chat_session_conn_id(s, conn_id);
-    json_t *w = json_pack("{s:s, s:s, s:s, s:{s:s, s:s, s:s}, s:o, s:I}", "type", "welcome",
-                          "conn_id", conn_id, "room", s->room_name, "user", "id", s->user_id,
-                          "name", s->user_name, "role", jwt_role_name((enum jwt_role)s->role), "online",
-                          online, "last_seq", (json_int_t)last_seq);
-    char *text = w ? json_dumps(w, JSON_COMPACT) : NULL;
-    json_decref(w);
+    const char *online = s->online ? s->online : "[]";
+    size_t online_len = s->online ? s->online_len : 2;
+    /* Escaping makes at most 6 bytes of one. */
+    size_t cap = online_len +
+                 6 * (strlen(s->room_name) + strlen(s->user_id) + strlen(s->user_name)) + 256;
+    char *text = malloc(cap);
     if (!text) {
         ws_conn_close(s->c, WS_CLOSE_INTERNAL, "out of memory");
         return;
     }
-    send_json(s, text, strlen(text));
+    struct jsonw jw;
+    jsonw_init(&jw, text, cap);
+    jsonw_raw(&jw, "{\"type\":\"welcome\",\"conn_id\":");
+    jsonw_cstr(&jw, conn_id);
+    jsonw_raw(&jw, ",\"room\":");
+    jsonw_cstr(&jw, s->room_name);
+    jsonw_raw(&jw, ",\"user\":{\"id\":");
+    jsonw_cstr(&jw, s->user_id);
+    jsonw_raw(&jw, ",\"name\":");
+    jsonw_cstr(&jw, s->user_name);
+    jsonw_raw(&jw, ",\"role\":");
+    jsonw_cstr(&jw, jwt_role_name((enum jwt_role)s->role));
+    jsonw_raw(&jw, "},\"online\":");
+    jsonw_rawn(&jw, online, online_len);
+    jsonw_raw(&jw, ",\"last_seq\":");
+    jsonw_i64(&jw, last_seq);
+    jsonw_raw(&jw, "}");
+    long n = jsonw_finish(&jw);
+    free(s->online);
+    s->online = NULL;
+    if (n < 0) { /* cannot happen: cap is the worst case */
+        free(text);
+        ws_conn_close(s->c, WS_CLOSE_INTERNAL, "welcome too large");
+        return;
+    }
+    send_json(s, text, (size_t)n);
     free(text);
 }
 
@@ -233,14 +254,15 @@ void chat_session_ready(struct chat_session *s)
     welcome_when_known(s);
 }
 
-void chat_session_online_ready(struct chat_session *s, json_t *online)
+void chat_session_online_ready(struct chat_session *s, char *online, size_t len)
 {
     if (s->online_known || s->state != CHAT_WAITING) {
-        json_decref(online);
+        free(online);
         return;
     }
     s->online_known = true;
     s->online = online;
+    s->online_len = len;
     welcome_when_known(s);
 }
 

@@ -15,8 +15,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <jansson.h>
-
 #include "shared/jwt.h"
 #include "shared/room.h"
 
@@ -39,7 +37,8 @@ struct chat_session {
     struct hub_room *room;
     struct chat_queued *queue;    /* events held before the welcome and during replay */
     struct chat_queued *queue_tail;
-    json_t *online;               /* the welcome's online list, once known; owned */
+    char *online;                 /* the welcome's online list as JSON, once known; owned */
+    size_t online_len;
     int64_t since;
     int64_t replay_upto;          /* the client has every change up to here */
     int64_t last_typing_ms;
@@ -76,10 +75,10 @@ void chat_session_on_drain(struct conn *c);
 void chat_session_closing(struct conn *c);
 
 /* The welcome goes out once both are known: the room's position (the hub
- * calls chat_session_ready) and its online users (from presence; takes
- * the array). */
+ * calls chat_session_ready) and its online users (from presence: a JSON
+ * array of len bytes, taken over; NULL for none known). */
 void chat_session_ready(struct chat_session *s);
-void chat_session_online_ready(struct chat_session *s, json_t *online);
+void chat_session_online_ready(struct chat_session *s, char *online, size_t len);
 /* seq 0: an event outside the seq order (typing, join, leave, notice).
  * optional events (typing) are skipped for congested connections and
  * while catching up. */

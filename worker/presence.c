@@ -1,5 +1,6 @@
 #include "worker/presence.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,13 +8,16 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 
+#include "shared/jsonw.h"
 #include "shared/log.h"
+#include "shared/utf8.h"
 #include "worker/chat_session.h"
 #include "worker/conn.h"
 #include "worker/redis_link.h"
 #include "worker/redis_script.h"
 #include "worker/worker.h"
 #include "worker/ws_conn.h"
+#include "worker/ws_frame.h"
 
 /* The Lua shared by both scripts: change one (room, user) count by delta,
  * keep the sets and the user hash in step, and announce the first join
@@ -214,17 +218,48 @@ static void on_beat(evutil_socket_t fd, short what, void *arg)
     heartbeat(arg);
 }
 
-static json_t *users_json(const redisReply *r)
+/* A room's online users as the welcome's JSON array, rendered straight
+ * from the reply: a tree of jansson objects per user only to print it
+ * once cost the welcome more than the rest of it. Entries that are not
+ * valid UTF-8 (written by hand into Redis) are left out. NULL when out of
+ * memory; *len is the text's length, *count the users in it. */
+static char *users_json(const redisReply *r, size_t *len, size_t *count)
 {
-    json_t *a = json_array();
-    if (!a || !r || r->type != REDIS_REPLY_ARRAY) return a;
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+    size_t cap = 3;
+    bool array = r && r->type == REDIS_REPLY_ARRAY;
+    for (size_t i = 0; array && i + 1 < r->elements; i += 2)
+        /* Escaping makes at most 6 bytes of one. */
+        cap += 6 * (r->element[i]->len + r->element[i + 1]->len) + sizeof "{\"id\":,\"name\":},";
+    char *text = malloc(cap);
+    if (!text) return NULL;
+    struct jsonw jw;
+    jsonw_init(&jw, text, cap);
+    jsonw_raw(&jw, "[");
+    const char *sep = "";
+    *count = 0;
+    for (size_t i = 0; array && i + 1 < r->elements; i += 2) {
         const redisReply *id = r->element[i], *name = r->element[i + 1];
-        if (id->type != REDIS_REPLY_STRING || name->type != REDIS_REPLY_STRING) continue;
-        json_array_append_new(a, json_pack("{s:s%, s:s%}", "id", id->str, (size_t)id->len, "name",
-                                           name->str, (size_t)name->len));
+        if (id->type != REDIS_REPLY_STRING || name->type != REDIS_REPLY_STRING ||
+            !utf8_is_complete_valid((const uint8_t *)id->str, id->len) ||
+            !utf8_is_complete_valid((const uint8_t *)name->str, name->len))
+            continue;
+        jsonw_raw(&jw, sep);
+        jsonw_raw(&jw, "{\"id\":");
+        jsonw_str(&jw, id->str, id->len);
+        jsonw_raw(&jw, ",\"name\":");
+        jsonw_str(&jw, name->str, name->len);
+        jsonw_raw(&jw, "}");
+        sep = ",";
+        ++*count;
     }
-    return a;
+    jsonw_raw(&jw, "]");
+    long n = jsonw_finish(&jw);
+    if (n < 0) { /* cannot happen: cap is the worst case */
+        free(text);
+        return NULL;
+    }
+    *len = (size_t)n;
+    return text;
 }
 
 static int by_room_user(const void *a, const void *b)
@@ -328,7 +363,14 @@ void presence_free(struct presence *p)
 static void list_ready(struct conn *c, const redisReply *list)
 {
     struct chat_session *s = ws_conn_chat(c);
-    if (!c->closed && s && s->state == CHAT_WAITING) chat_session_online_ready(s, users_json(list));
+    if (!c->closed && s && s->state == CHAT_WAITING) {
+        size_t len = 0, count;
+        char *online = users_json(list, &len, &count);
+        if (online)
+            chat_session_online_ready(s, online, len);
+        else
+            ws_conn_close(c, WS_CLOSE_INTERNAL, "out of memory");
+    }
     conn_unref(c);
 }
 
@@ -430,7 +472,7 @@ void presence_join(struct worker *w, struct chat_session *s)
     if (!redis_link_up(w->redis) || enqueue(w->presence, s->c, s, "1", "1") < 0) {
         /* Redis is down (or memory short): welcome without the list; the
          * reconcile after the reconnect counts this connection. */
-        chat_session_online_ready(s, json_array());
+        chat_session_online_ready(s, NULL, 0);
         return;
     }
     s->presence_added = true;
@@ -454,7 +496,14 @@ static void on_list(redisAsyncContext *ac, void *reply, void *privdata)
     (void)ac;
     struct list_call *lc = privdata;
     redisReply *r = reply;
-    lc->fn(lc->arg, r && r->type == REDIS_REPLY_ARRAY ? users_json(r) : NULL);
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        lc->fn(lc->arg, PRESENCE_LIST_UNAVAILABLE, NULL, 0, 0);
+    } else {
+        size_t len = 0, count = 0;
+        char *users = users_json(r, &len, &count);
+        lc->fn(lc->arg, users ? PRESENCE_LIST_OK : PRESENCE_LIST_NO_MEMORY, users, len, count);
+        free(users);
+    }
     free(lc);
 }
 

@@ -12,8 +12,7 @@
  * presence_ttl_s. */
 
 #include <stdbool.h>
-
-#include <jansson.h>
+#include <stddef.h>
 
 struct worker;
 struct chat_session;
@@ -30,9 +29,16 @@ void presence_on_link(struct presence *p, bool up);
 void presence_join(struct worker *w, struct chat_session *s);
 void presence_leave(struct worker *w, struct chat_session *s);
 
-/* Online users of a room (room NULL: everywhere) as a JSON array of
- * {"id","name"}, delivered to fn once (NULL when Redis is down). */
-typedef void (*presence_list_fn)(void *arg, json_t *users);
+/* Online users of a room (room NULL: everywhere), delivered to fn once:
+ * with PRESENCE_LIST_OK, users is a JSON array of {"id","name"} (len
+ * bytes, count users; fn must not keep it). */
+enum presence_list_status {
+    PRESENCE_LIST_OK,
+    PRESENCE_LIST_UNAVAILABLE, /* Redis is down */
+    PRESENCE_LIST_NO_MEMORY,
+};
+typedef void (*presence_list_fn)(void *arg, enum presence_list_status status, const char *users,
+                                 size_t len, size_t count);
 int presence_list(struct worker *w, const char *room, presence_list_fn fn, void *arg);
 
 #endif

@@ -3,8 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
+#include "shared/jsonw.h"
 #include "shared/metrics.h"
 #include "shared/room.h"
 #include "worker/chat_admit.h"
@@ -151,23 +150,34 @@ void rest_history(struct http_req *req)
     begin_checked(req, rc, true, history_after_ban);
 }
 
-static void on_users(void *arg, json_t *users)
+static void on_users(void *arg, enum presence_list_status status, const char *users, size_t len,
+                     size_t count)
 {
     struct rest_call *rc = arg;
     struct conn *c = rc->c;
-    if (!users) {
+    /* Escaping makes at most 6 bytes of one. */
+    size_t cap = len + 6 * strlen(rc->room) + 64;
+    char *body = status == PRESENCE_LIST_OK ? malloc(cap) : NULL;
+    if (status == PRESENCE_LIST_UNAVAILABLE) {
         http_reply_error(c, 503, "unavailable", "redis unavailable");
+    } else if (!body) {
+        http_reply_error(c, 503, "unavailable", "out of memory");
     } else {
-        json_t *body = json_pack("{s:o, s:O, s:I}", "room",
-                                 rc->has_room ? json_string(rc->room) : json_null(), "users", users,
-                                 "count", (json_int_t)json_array_size(users));
-        char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-        if (text) http_reply(c, 200, "application/json", text, strlen(text), no_store);
-        else http_reply_error(c, 503, "unavailable", "out of memory");
-        free(text);
-        json_decref(body);
-        json_decref(users);
+        struct jsonw jw;
+        jsonw_init(&jw, body, cap);
+        jsonw_raw(&jw, "{\"room\":");
+        if (rc->has_room) jsonw_cstr(&jw, rc->room);
+        else jsonw_raw(&jw, "null");
+        jsonw_raw(&jw, ",\"users\":");
+        jsonw_rawn(&jw, users, len);
+        jsonw_raw(&jw, ",\"count\":");
+        jsonw_i64(&jw, (int64_t)count);
+        jsonw_raw(&jw, "}");
+        long n = jsonw_finish(&jw);
+        if (n >= 0) http_reply(c, 200, "application/json", body, (size_t)n, no_store);
+        else http_reply_error(c, 503, "unavailable", "reply too large"); /* cap is the worst case */
     }
+    free(body);
     http_end_async(c);
     free(rc);
 }

@@ -1,7 +1,9 @@
 #include "worker/ws_conn.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -92,6 +94,31 @@ void ws_conn_upgrade(struct http_req *req)
     chat_admit(req, accept);
 }
 
+/* The 101 goes straight to the socket when nothing is queued before it:
+ * through the bufferevent it would cost a write event, two epoll_ctl and
+ * a loop turn, on every upgrade. What the kernel does not take (it always
+ * takes all of a fresh socket's) is left to the bufferevent, as are
+ * errors, which its write then reports. -1: out of memory. */
+static int send_switching(struct conn *c, const char *accept_key)
+{
+    char head[256];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 101 Switching Protocols\r\n"
+                     "Upgrade: websocket\r\n"
+                     "Connection: Upgrade\r\n"
+                     "Sec-WebSocket-Accept: %s\r\n\r\n",
+                     accept_key);
+    if (n < 0 || (size_t)n >= sizeof head) n = 0; /* cannot happen: the key is 28 characters */
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    ssize_t sent = 0;
+    if (evbuffer_get_length(out) == 0) {
+        sent = send(bufferevent_getfd(c->bev), head, (size_t)n, MSG_NOSIGNAL);
+        if (sent < 0) sent = 0;
+    }
+    if (sent < n && evbuffer_add(out, head + sent, (size_t)(n - sent)) < 0) return -1;
+    return 0;
+}
+
 int ws_conn_accept(struct conn *c, const char *accept_key, struct chat_session *session)
 {
     if (c->closed) {
@@ -108,13 +135,10 @@ int ws_conn_accept(struct conn *c, const char *accept_key, struct chat_session *
     s->id = next_conn_id++;
     s->chat = session;
     c->ws = s;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    evbuffer_add_printf(out,
-                        "HTTP/1.1 101 Switching Protocols\r\n"
-                        "Upgrade: websocket\r\n"
-                        "Connection: Upgrade\r\n"
-                        "Sec-WebSocket-Accept: %s\r\n\r\n",
-                        accept_key);
+    if (send_switching(c, accept_key) < 0) {
+        conn_close(c); /* frees the session with c->ws */
+        return -1;
+    }
     conn_become_ws(c);
     const struct chat_config *cfg = c->w->cfg;
     /* One whole largest frame must fit, or the decoder could never see it. */

@@ -924,3 +924,20 @@ test('users: online users of a room, and of every room', async (t) => {
     }, 10000, 100, 'one user left in the room');
     assert.deepEqual(after.users, [{ id: 'ann', name: 'Ann A.' }]);
 });
+
+test('users: names that need escaping come back intact, in the welcome and over REST', async (t) => {
+    const srv = await startChatd({ t });
+    const room = roomName('escape');
+    const odd = { id: 'q"uo\\te', name: 'Zoë "Z" \\ 日本 </script>' };
+    const plain = { id: 'pat', name: 'Pat' };
+    await client(t, srv, room, srv.token({ sub: odd.id, name: odd.name }));
+    const cPat = await client(t, srv, room, srv.token({ sub: plain.id, name: plain.name }));
+    const byId = (a, b) => a.id.localeCompare(b.id);
+    // The odd user was counted before Pat's join read the list.
+    assert.deepEqual([...cPat.welcome.online].sort(byId), [odd, plain].sort(byId));
+    assert.deepEqual(cPat.welcome.user, { ...plain, role: 'member' });
+    const r = await httpGet(srv.port, `/api/users?room=${room}`, { headers: auth(srv.token({ sub: 'x' })) });
+    assert.equal(r.status, 200, r.body);
+    assert.deepEqual([...r.json.users].sort(byId), [odd, plain].sort(byId));
+    assert.equal(r.json.count, 2);
+});

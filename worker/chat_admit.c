@@ -14,6 +14,8 @@
 #include "worker/conn.h"
 #include "worker/http_conn.h"
 #include "worker/http_query.h"
+#include "worker/hub.h"
+#include "worker/pg_pool.h"
 #include "worker/redis_link.h"
 #include "worker/worker.h"
 #include "worker/ws_conn.h"
@@ -146,6 +148,11 @@ static void on_admission(void *arg, int status)
     } else if (c->w->draining) {
         chat_session_free(a->session);
         http_reply_error(c, 503, "unavailable", "server is shutting down");
+    } else if (!pg_pool_up(c->w->pg) &&
+               (a->session->has_since || !hub_position_known(c->w->hub, a->session->room_name))) {
+        /* The welcome's last_seq, or the catching up, needs PostgreSQL. */
+        chat_session_free(a->session);
+        http_reply_error(c, 503, "unavailable", "postgresql is down");
     } else {
         /* The upgrade happens inside the async window, so the connection
          * leaves HTTP before end_async could resume HTTP parsing. */

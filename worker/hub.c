@@ -18,6 +18,7 @@
 #include "worker/store.h"
 #include "worker/worker.h"
 #include "worker/ws_conn.h"
+#include "worker/ws_frame.h"
 
 #define HUB_BUCKETS 4096
 /* After this many repair reads that did not fill a gap, give up on the
@@ -55,6 +56,7 @@ struct hub_room {
     bool querying;         /* a position or repair read is in flight */
     bool heard;            /* a change arrived since the last sweep */
     uint8_t repair_tries;
+    uint8_t position_failures; /* reads of next_seq failed in a row */
     int64_t next_seq;      /* next change to deliver; 0 = position unknown */
     int64_t sweep_seq;     /* PostgreSQL's seq at the last sweep if ahead of us, else 0 */
     struct buffered *buffered; /* changes ahead of next_seq, ascending */
@@ -262,6 +264,26 @@ static void retry_later(struct hub_room *r)
     }
 }
 
+/* A session waits for its room's position before its welcome. While
+ * PostgreSQL cannot give it, the waiting sessions are told to come back
+ * (close 1013) after this many failed reads, 200 ms apart, instead of
+ * being left in silence; the room keeps trying. */
+#define POSITION_PATIENCE 10
+
+static void position_unavailable(struct hub_room *r)
+{
+    if (++r->position_failures >= POSITION_PATIENCE) {
+        r->position_failures = 0;
+        struct chat_session *next;
+        for (struct chat_session *s = r->members; s; s = next) {
+            next = s->room_next;
+            if (s->state == CHAT_WAITING)
+                ws_conn_close(s->c, WS_CLOSE_TRY_AGAIN_LATER, "room unavailable; reconnect later");
+        }
+    }
+    retry_later(r);
+}
+
 /* A read came back: the room it was for (NULL if gone since), and its
  * single result when that result has rows, else NULL (retry later). */
 static struct hub_room *read_done(struct room_read *rr, PGresult *const *res, int n,
@@ -283,11 +305,12 @@ static void on_position(void *arg, PGresult *const *res, int n, const char *err)
     if (!r) return;
     if (!pr || PQntuples(pr) != 1) {
         log_warn("cannot read the position of room %s; retrying", r->name);
-        retry_later(r);
+        position_unavailable(r);
         return;
     }
     int64_t last = strtoll(PQgetvalue(pr, 0, 0), NULL, 10);
     r->next_seq = last + 1;
+    r->position_failures = 0;
     welcome_waiting(r);
     drain_buffered(r);
 }
@@ -351,7 +374,7 @@ static void read_position(struct hub_room *r)
     if (!rr) return;
     if (store_last_seq(r->hub->w->store, r->name, on_position, rr) < 0) {
         room_read_end(rr);
-        retry_later(r);
+        position_unavailable(r);
         return;
     }
     r->querying = true;
@@ -648,6 +671,12 @@ void hub_leave(struct hub *h, struct chat_session *s)
         struct timeval tv = {ROOM_IDLE_MS / 1000, (ROOM_IDLE_MS % 1000) * 1000};
         evtimer_add(r->idle_ev, &tv);
     }
+}
+
+bool hub_position_known(const struct hub *h, const char *room)
+{
+    const struct hub_room *r = find_room(h, room);
+    return r && r->next_seq > 0;
 }
 
 int64_t hub_room_last_seq(const struct hub_room *r) { return r->next_seq > 0 ? r->next_seq - 1 : 0; }

@@ -38,6 +38,9 @@ void hub_free(struct hub *h);
  * is new here). chat_session_ready is called once the room's position is
  * known, possibly at once. Returns -1 on out of memory. */
 int hub_join(struct hub *h, struct chat_session *s, const char *room);
+/* Whether a welcome to this room could go out without PostgreSQL: the
+ * worker already follows it. */
+bool hub_position_known(const struct hub *h, const char *room);
 void hub_leave(struct hub *h, struct chat_session *s);
 
 /* The room's last delivered seq (what a welcome reports). */

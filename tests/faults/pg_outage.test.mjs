@@ -5,7 +5,7 @@
 // themselves (no restart: the workers' pids are unchanged).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { services, sleep, waitFor } from '../lib/harness.mjs';
+import { expectHttpError, httpGet, openWs, services, sleep, startChatd, waitFor } from '../lib/harness.mjs';
 import { finalCheck, openClients, rnd, runTraffic, startPair, stopServers } from './traffic.mjs';
 
 test('postgresql outage under traffic: unavailable, nothing half stored, recovery in place', async (t) => {
@@ -39,4 +39,38 @@ test('postgresql outage under traffic: unavailable, nothing half stored, recover
     assert.ok(!/worker died/.test(a.logs() + b.logs()), 'a worker died');
     await Promise.all(clients.map((c) => c.stop()));
     await stopServers([a, b]);
+});
+
+test('postgresql down: an upgrade that needs it is refused with 503, one that does not still opens', async (t) => {
+    const srv = await startChatd({ t, workers: 1 });
+    const token = srv.token({ sub: 'pia' });
+    const known = `pk-${rnd()}`;
+    const url = (room, q = '') => srv.wsUrl(`/api/chat?room=${room}${q}`);
+    const first = await openWs(url(known), { token });
+    t.after(() => first.close());
+    let started = false;
+    try {
+        await services('stop-pg');
+        await waitFor(async () => (await httpGet(srv.port, '/readyz')).status === 503, 20000, 100,
+            'the pool noticed postgresql is down');
+        // A room this worker does not follow: its welcome would need last_seq.
+        const fresh = await expectHttpError(url(`pf-${rnd()}`), { Authorization: `Bearer ${token}` });
+        assert.equal(fresh.status, 503, fresh.body);
+        assert.equal(fresh.json?.error?.code, 'unavailable');
+        // Catching up reads PostgreSQL, even in a followed room.
+        const replay = await expectHttpError(url(known, '&since=0'), { Authorization: `Bearer ${token}` });
+        assert.equal(replay.status, 503, replay.body);
+        assert.equal(replay.json?.error?.code, 'unavailable');
+        // A followed room needs nothing from it to welcome.
+        const again = await openWs(url(known), { token });
+        assert.equal(again.welcome.last_seq, first.welcome.last_seq);
+        again.close();
+    } finally {
+        if (!started) await services('start-pg');
+        started = true;
+    }
+    await waitFor(async () => (await httpGet(srv.port, '/readyz')).status === 200, 30000, 100, 'ready again');
+    const later = await openWs(url(`pf-${rnd()}`), { token });
+    assert.equal(later.welcome.last_seq, 0);
+    later.close();
 });

@@ -59,9 +59,22 @@ static int usage_error(const char *fmt, ...)
     return EXIT_USAGE;
 }
 
+/* The reason on one line: libpq's messages come with a newline and a
+ * tab-indented hint. */
 static int fail(const char *what, const char *why)
 {
-    fprintf(stderr, "chatctl: %s: %s\n", what, why);
+    fprintf(stderr, "chatctl: %s: ", what);
+    bool space = false;
+    for (const char *p = why; *p; p++) {
+        if (*p == '\n' || *p == '\r' || *p == '\t') {
+            space = true;
+            continue;
+        }
+        if (space && p != why) fputc(' ', stderr);
+        space = false;
+        fputc(*p, stderr);
+    }
+    fputc('\n', stderr);
     return 1;
 }
 
@@ -219,6 +232,8 @@ static int cmd_notice(const struct chat_config *cfg, int argc, char **argv)
     if (argc != 2) return usage_error("notice needs ROOM and TEXT");
     if (!room_name_valid(argv[0], strlen(argv[0]))) return usage_error("bad room name '%s'", argv[0]);
     if (!*argv[1]) return usage_error("empty notice text");
+    if (strlen(argv[1]) > ROOM_NOTICE_MAX_BYTES)
+        return usage_error("notice text over %d bytes", ROOM_NOTICE_MAX_BYTES);
     char err[512];
     redisContext *rc = redis_open(cfg, err, sizeof err);
     if (!rc) return fail("notice", err);
@@ -284,9 +299,14 @@ static int cmd_token(const struct chat_config *cfg, int argc, char **argv)
     if (rooms && !copy) return fail("token", "out of memory");
     for (char *save = NULL, *r = copy ? strtok_r(copy, ",", &save) : NULL; r;
          r = strtok_r(NULL, ",", &save)) {
-        if (!room_name_valid(r, strlen(r)) || nrooms == JWT_ROOMS_MAX) {
+        if (nrooms == JWT_ROOMS_MAX) {
             free(copy);
-            return usage_error("--rooms: bad room name '%s'", r);
+            return usage_error("--rooms: more than %d rooms", JWT_ROOMS_MAX);
+        }
+        if (!room_name_valid(r, strlen(r))) {
+            int status = usage_error("--rooms: bad room name '%s'", r);
+            free(copy);
+            return status;
         }
         list[nrooms++] = r;
     }

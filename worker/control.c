@@ -14,7 +14,6 @@
 #include "worker/ws_conn.h"
 
 #define CLOSE_KICKED 4003
-#define NOTICE_MAX_BYTES 8192
 
 static void kick(struct worker *w, const char *user)
 {
@@ -33,7 +32,7 @@ static void kick(struct worker *w, const char *user)
 
 static void notice(struct worker *w, const char *room, const char *text, size_t len)
 {
-    char buf[NOTICE_MAX_BYTES + 256];
+    char buf[ROOM_NOTICE_MAX_BYTES + 256];
     struct jsonw jw;
     jsonw_init(&jw, buf, sizeof buf);
     jsonw_raw(&jw, "{\"type\":\"notice\",\"room\":");
@@ -60,11 +59,11 @@ void control_handle(struct worker *w, const char *json, size_t len)
         json_t *room = json_object_get(cmd, "room"), *text = json_object_get(cmd, "text");
         if (json_is_string(room) && json_is_string(text) &&
             room_name_valid(json_string_value(room), json_string_length(room)) &&
-            json_string_length(text) <= NOTICE_MAX_BYTES)
+            json_string_length(text) <= ROOM_NOTICE_MAX_BYTES)
             notice(w, json_string_value(room), json_string_value(text), json_string_length(text));
         else
             log_warn("control: notice needs a valid room and a text of at most %d bytes",
-                     NOTICE_MAX_BYTES);
+                     ROOM_NOTICE_MAX_BYTES);
     } else {
         log_warn("control: unknown op '%.32s'", op);
     }

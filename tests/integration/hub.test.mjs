@@ -838,11 +838,23 @@ test('chatctl: online, ban, unban, notice, token, bad usage', async (t) => {
     for (const args of [[], ['frobnicate'], ['kick'], ['ban'], ['kick', 'a', 'b'], ['notice', room], ['token'],
         ['token', '--name', 'x'], ['token', '--sub', 'x', '--role', 'admin'], ['online', 'bad room'],
         ['token', '--sub', 'x', '--ttl', 'soon'], ['token', '--sub'], ['token', '--sub', 'x', '--bogus'],
-        ['token', '--sub', 'x', 'extra'], ['--bogus', 'online']]) {
+        ['token', '--sub', 'x', 'extra'], ['--bogus', 'online'], ['notice', room, 'n'.repeat(8193)]]) {
         const res = await chatctl(a, args);
         assert.equal(res.code, 2, `chatctl ${args.join(' ')}: exit ${res.code} (${res.stderr})`);
         const errLines = res.stderr.split('\n').filter(Boolean);
         assert.equal(errLines.length, 1, `chatctl ${args.join(' ')}: stderr ${JSON.stringify(res.stderr)}`);
         assert.equal(res.stdout, '', `chatctl ${args.join(' ')}: stdout ${JSON.stringify(res.stdout)}`);
     }
+    // The bad name itself is quoted back (it once pointed into freed memory).
+    r = await chatctl(a, ['token', '--sub', 'x', '--rooms', 'bad%,ok']);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, "chatctl: --rooms: bad room name 'bad%' (try chatctl --help)\n");
+    // The longest notice still goes out.
+    r = await chatctl(a, ['notice', room, 'n'.repeat(8192)]);
+    assert.equal(r.code, 0, r.stderr);
+    // A failure is one line too, even when libpq says more.
+    r = await chatctl(a, ['migrate'], { CHAT_PG_DSN: 'postgresql://chat@127.0.0.1:1/chat' });
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr.split('\n').filter(Boolean).length, 1, JSON.stringify(r.stderr));
+    assert.match(r.stderr, /^chatctl: migrate: /);
 });

@@ -68,12 +68,16 @@ int chat_admit_token(struct http_req *req, struct jwt_claims *claims)
     static char token[JWT_MAX_TOKEN_LEN + 1];
     size_t len = 0;
     if (auth) {
-        if (auth->n < 7 || strncasecmp(auth->p, "Bearer ", 7) != 0 || auth->n - 7 > JWT_MAX_TOKEN_LEN) {
+        /* RFC 9110 11.4: the scheme, any case, then one or more spaces. */
+        size_t at = 7;
+        while (at < auth->n && auth->p[at] == ' ') at++;
+        if (auth->n < 7 || strncasecmp(auth->p, "Bearer ", 7) != 0 || at == auth->n ||
+            auth->n - at > JWT_MAX_TOKEN_LEN) {
             http_reply_error(req->c, 401, "unauthorized", "Authorization must be 'Bearer <token>'");
             return -1;
         }
-        len = auth->n - 7;
-        memcpy(token, auth->p + 7, len);
+        len = auth->n - at;
+        memcpy(token, auth->p + at, len);
         token[len] = '\0';
     } else {
         int r = http_query_get(req->head->query, "token", token, sizeof token, &len);

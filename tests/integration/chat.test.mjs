@@ -827,6 +827,13 @@ test('history: bad parameters, tokens and rooms are refused with the documented 
     await expectError(`?room=${room}`, 401, 'unauthorized', auth('not.a.token'));
     await expectError(`?room=${room}`, 401, 'unauthorized', auth(srv.token({ sub: 'ann', exp: 1000 })));
     await expectError(`?room=${room}&token=garbage`, 401, 'unauthorized', {});
+    await expectError(`?room=${room}`, 401, 'unauthorized', { Authorization: 'Bearer ' });
+    await expectError(`?room=${room}`, 401, 'unauthorized', { Authorization: `Basic ${tok}` });
+    // Any case of the scheme, and more than one space after it (RFC 9110 11.4).
+    for (const a of [`bearer ${tok}`, `Bearer   ${tok}`]) {
+        const r = await httpGet(srv.port, `/api/chat/messages?room=${room}`, { headers: { Authorization: a } });
+        assert.equal(r.status, 200, `${a}: ${r.body}`);
+    }
 
     const limited = srv.token({ sub: 'ann', rooms: ['somewhere-else', 'x'] });
     await expectError(`?room=${room}`, 403, 'forbidden', auth(limited));

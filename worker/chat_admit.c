@@ -137,10 +137,24 @@ struct admission {
     char accept[WS_ACCEPT_LEN + 1];
 };
 
+/* What a welcome (and catching up) would wait for and cannot have now,
+ * or NULL: a room this worker follows needs nothing more; another needs
+ * PostgreSQL for its position and the subscription link for its changes;
+ * catching up reads PostgreSQL. Refused before the upgrade, the client
+ * gets a 503 at once, where it would otherwise wait in silence. */
+static const char *missing_for_welcome(struct worker *w, const struct chat_session *s)
+{
+    bool followed = hub_position_known(w->hub, s->room_name);
+    if (!pg_pool_up(w->pg) && (s->has_since || !followed)) return "postgresql is down";
+    if (!followed && !hub_subscriptions_up(w->hub)) return "redis is down";
+    return NULL;
+}
+
 static void on_admission(void *arg, int status)
 {
     struct admission *a = arg;
     struct conn *c = a->c;
+    const char *missing;
     if (c->closed) {
         chat_session_free(a->session);
     } else if (status == 503) {
@@ -152,11 +166,9 @@ static void on_admission(void *arg, int status)
     } else if (c->w->draining) {
         chat_session_free(a->session);
         http_reply_error(c, 503, "unavailable", "server is shutting down");
-    } else if (!pg_pool_up(c->w->pg) &&
-               (a->session->has_since || !hub_position_known(c->w->hub, a->session->room_name))) {
-        /* The welcome's last_seq, or the catching up, needs PostgreSQL. */
+    } else if ((missing = missing_for_welcome(c->w, a->session))) {
         chat_session_free(a->session);
-        http_reply_error(c, 503, "unavailable", "postgresql is down");
+        http_reply_error(c, 503, "unavailable", missing);
     } else {
         /* The upgrade happens inside the async window, so the connection
          * leaves HTTP before end_async could resume HTTP parsing. */

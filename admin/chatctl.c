@@ -64,14 +64,15 @@ static int usage_error(const char *fmt, ...)
 static int fail(const char *what, const char *why)
 {
     fprintf(stderr, "chatctl: %s: ", what);
-    bool space = false;
+    bool space = false, started = false;
     for (const char *p = why; *p; p++) {
-        if (*p == '\n' || *p == '\r' || *p == '\t') {
-            space = true;
+        if (*p == '\n' || *p == '\r' || *p == '\t' || (*p == ' ' && space)) {
+            space = started;
             continue;
         }
-        if (space && p != why) fputc(' ', stderr);
+        if (space) fputc(' ', stderr);
         space = false;
+        started = true;
         fputc(*p, stderr);
     }
     fputc('\n', stderr);

@@ -28,6 +28,23 @@ void jsonw_raw(struct jsonw *w, const char *s) { put(w, s, strlen(s)); }
 
 void jsonw_rawn(struct jsonw *w, const char *s, size_t n) { put(w, s, n); }
 
+/* Bytes that ch takes inside a JSON string, as jsonw_str writes it. */
+static size_t escaped_width(unsigned char ch)
+{
+    if (ch >= 0x20 && ch != '"' && ch != '\\') return 1;
+    switch (ch) {
+    case '"': case '\\': case '\n': case '\r': case '\t': case '\b': case '\f': return 2;
+    default: return 6;
+    }
+}
+
+size_t jsonw_str_len(const char *s, size_t n)
+{
+    size_t len = 2;
+    for (size_t i = 0; i < n; i++) len += escaped_width((unsigned char)s[i]);
+    return len;
+}
+
 void jsonw_str(struct jsonw *w, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";

@@ -26,6 +26,9 @@ void jsonw_rawn(struct jsonw *w, const char *s, size_t n);
  * escaped. s must be valid UTF-8 (it is passed through). */
 void jsonw_str(struct jsonw *w, const char *s, size_t n);
 void jsonw_cstr(struct jsonw *w, const char *s);
+/* What jsonw_str(w, s, n) writes, in bytes (quotes included): for sizing
+ * a buffer exactly. */
+size_t jsonw_str_len(const char *s, size_t n);
 void jsonw_i64(struct jsonw *w, int64_t v);
 /* NUL-terminates; returns the length, or -1 when it did not fit. */
 long jsonw_finish(struct jsonw *w);

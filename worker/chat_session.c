@@ -147,7 +147,7 @@ static void send_welcome(struct chat_session *s, int64_t last_seq)
     char conn_id[37];
     chat_session_conn_id(s, conn_id);
     const char *online = s->online ? s->online : "[]";
-    size_t online_len = s->online ? s->online_len : 2;
+    size_t online_len = strlen(online);
     /* Escaping makes at most 6 bytes of one. */
     size_t cap = online_len +
                  6 * (strlen(s->room_name) + strlen(s->user_id) + strlen(s->user_name)) + 256;
@@ -254,7 +254,7 @@ void chat_session_ready(struct chat_session *s)
     welcome_when_known(s);
 }
 
-void chat_session_online_ready(struct chat_session *s, char *online, size_t len)
+void chat_session_online_ready(struct chat_session *s, char *online)
 {
     if (s->online_known || s->state != CHAT_WAITING) {
         free(online);
@@ -262,7 +262,6 @@ void chat_session_online_ready(struct chat_session *s, char *online, size_t len)
     }
     s->online_known = true;
     s->online = online;
-    s->online_len = len;
     welcome_when_known(s);
 }
 
@@ -273,6 +272,7 @@ static void welcome_when_known(struct chat_session *s)
      * delivered meanwhile did not reach this waiting session, and the
      * welcome must not promise them. */
     int64_t last_seq = hub_room_last_seq(s->room);
+    s->last_typing_ms = 0; /* was waiting_since_ms */
     send_welcome(s, last_seq);
     if (s->c->closed || s->state == CHAT_CLOSED) return;
     if (!s->has_since) {

@@ -37,11 +37,13 @@ struct chat_session {
     struct hub_room *room;
     struct chat_queued *queue;    /* events held before the welcome and during replay */
     struct chat_queued *queue_tail;
-    char *online;                 /* the welcome's online list as JSON, once known; owned */
-    size_t online_len;
+    char *online;                 /* the welcome's online list as JSON text, once known; owned */
     int64_t since;
     int64_t replay_upto;          /* the client has every change up to here */
-    int64_t last_typing_ms;
+    union {
+        int64_t waiting_since_ms; /* CHAT_WAITING: when it began to wait for its welcome */
+        int64_t last_typing_ms;   /* later: nothing is read before the welcome */
+    };
     uint32_t queued;
     uint8_t state;                /* enum chat_state */
     uint8_t role;                 /* enum jwt_role */
@@ -76,9 +78,9 @@ void chat_session_closing(struct conn *c);
 
 /* The welcome goes out once both are known: the room's position (the hub
  * calls chat_session_ready) and its online users (from presence: a JSON
- * array of len bytes, taken over; NULL for none known). */
+ * array, NUL-terminated, taken over; NULL for none known). */
 void chat_session_ready(struct chat_session *s);
-void chat_session_online_ready(struct chat_session *s, char *online, size_t len);
+void chat_session_online_ready(struct chat_session *s, char *online);
 /* seq 0: an event outside the seq order (typing, join, leave, notice).
  * optional events (typing) are skipped for congested connections and
  * while catching up. */

@@ -1,5 +1,6 @@
 #include "worker/control.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -32,9 +33,15 @@ static void kick(struct worker *w, const char *user)
 
 static void notice(struct worker *w, const char *room, const char *text, size_t len)
 {
-    char buf[ROOM_NOTICE_MAX_BYTES + 256];
+    /* Escaping may make the text up to six times longer. */
+    size_t cap = jsonw_str_len(room, strlen(room)) + jsonw_str_len(text, len) + 64;
+    char *buf = malloc(cap);
+    if (!buf) {
+        log_warn("control: out of memory; a notice to %s was dropped", room);
+        return;
+    }
     struct jsonw jw;
-    jsonw_init(&jw, buf, sizeof buf);
+    jsonw_init(&jw, buf, cap);
     jsonw_raw(&jw, "{\"type\":\"notice\",\"room\":");
     jsonw_cstr(&jw, room);
     jsonw_raw(&jw, ",\"text\":");
@@ -42,6 +49,8 @@ static void notice(struct worker *w, const char *room, const char *text, size_t 
     jsonw_raw(&jw, "}");
     long n = jsonw_finish(&jw);
     if (n > 0) hub_deliver_local(w->hub, room, buf, (size_t)n);
+    else log_warn("control: a notice to %s did not fit its buffer; dropped", room); /* cannot happen */
+    free(buf);
 }
 
 void control_handle(struct worker *w, const char *json, size_t len)

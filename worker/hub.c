@@ -56,7 +56,6 @@ struct hub_room {
     bool querying;         /* a position or repair read is in flight */
     bool heard;            /* a change arrived since the last sweep */
     uint8_t repair_tries;
-    uint8_t position_failures; /* reads of next_seq failed in a row */
     int64_t next_seq;      /* next change to deliver; 0 = position unknown */
     int64_t sweep_seq;     /* PostgreSQL's seq at the last sweep if ahead of us, else 0 */
     struct buffered *buffered; /* changes ahead of next_seq, ascending */
@@ -265,21 +264,19 @@ static void retry_later(struct hub_room *r)
 }
 
 /* A session waits for its room's position before its welcome. While
- * PostgreSQL cannot give it, the waiting sessions are told to come back
- * (close 1013) after this many failed reads, 200 ms apart, instead of
- * being left in silence; the room keeps trying. */
-#define POSITION_PATIENCE 10
+ * PostgreSQL cannot give it, a session that has waited this long is told
+ * to come back (close 1013) instead of being left in silence; the room
+ * keeps trying, every 200 ms. */
+#define POSITION_PATIENCE_MS 2000
 
 static void position_unavailable(struct hub_room *r)
 {
-    if (++r->position_failures >= POSITION_PATIENCE) {
-        r->position_failures = 0;
-        struct chat_session *next;
-        for (struct chat_session *s = r->members; s; s = next) {
-            next = s->room_next;
-            if (s->state == CHAT_WAITING)
-                ws_conn_close(s->c, WS_CLOSE_TRY_AGAIN_LATER, "room unavailable; reconnect later");
-        }
+    int64_t now = timefmt_mono_ms();
+    struct chat_session *next;
+    for (struct chat_session *s = r->members; s; s = next) {
+        next = s->room_next;
+        if (s->state == CHAT_WAITING && now - s->waiting_since_ms >= POSITION_PATIENCE_MS)
+            ws_conn_close(s->c, WS_CLOSE_TRY_AGAIN_LATER, "room unavailable; reconnect later");
     }
     retry_later(r);
 }
@@ -310,7 +307,6 @@ static void on_position(void *arg, PGresult *const *res, int n, const char *err)
     }
     int64_t last = strtoll(PQgetvalue(pr, 0, 0), NULL, 10);
     r->next_seq = last + 1;
-    r->position_failures = 0;
     welcome_waiting(r);
     drain_buffered(r);
 }
@@ -652,6 +648,7 @@ int hub_join(struct hub *h, struct chat_session *s, const char *room)
     r->members = s;
     r->nmembers++;
     s->state = CHAT_WAITING;
+    s->waiting_since_ms = timefmt_mono_ms();
     evtimer_del(r->idle_ev);
     if (r->next_seq > 0) chat_session_ready(s);
     return 0;

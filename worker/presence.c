@@ -218,18 +218,31 @@ static void on_beat(evutil_socket_t fd, short what, void *arg)
     heartbeat(arg);
 }
 
+/* Entries that are not strings of valid UTF-8 (written by hand into
+ * Redis) are left out of online lists. */
+static bool user_entry_ok(const redisReply *id, const redisReply *name)
+{
+    return id->type == REDIS_REPLY_STRING && name->type == REDIS_REPLY_STRING &&
+           utf8_is_complete_valid((const uint8_t *)id->str, id->len) &&
+           utf8_is_complete_valid((const uint8_t *)name->str, name->len);
+}
+
 /* A room's online users as the welcome's JSON array, rendered straight
- * from the reply: a tree of jansson objects per user only to print it
- * once cost the welcome more than the rest of it. Entries that are not
- * valid UTF-8 (written by hand into Redis) are left out. NULL when out of
- * memory; *len is the text's length, *count the users in it. */
+ * from the reply into a buffer of the exact size: a tree of jansson
+ * objects per user only to print it once cost the welcome more than the
+ * rest of it. NULL when out of memory; *len is the text's length, *count
+ * the users in it. */
 static char *users_json(const redisReply *r, size_t *len, size_t *count)
 {
-    size_t cap = 3;
+    static const char punctuation[] = "{\"id\":,\"name\":},";
     bool array = r && r->type == REDIS_REPLY_ARRAY;
-    for (size_t i = 0; array && i + 1 < r->elements; i += 2)
-        /* Escaping makes at most 6 bytes of one. */
-        cap += 6 * (r->element[i]->len + r->element[i + 1]->len) + sizeof "{\"id\":,\"name\":},";
+    size_t cap = sizeof "[]";
+    for (size_t i = 0; array && i + 1 < r->elements; i += 2) {
+        const redisReply *id = r->element[i], *name = r->element[i + 1];
+        if (user_entry_ok(id, name))
+            cap += jsonw_str_len(id->str, id->len) + jsonw_str_len(name->str, name->len) +
+                   sizeof punctuation - 1;
+    }
     char *text = malloc(cap);
     if (!text) return NULL;
     struct jsonw jw;
@@ -239,10 +252,7 @@ static char *users_json(const redisReply *r, size_t *len, size_t *count)
     *count = 0;
     for (size_t i = 0; array && i + 1 < r->elements; i += 2) {
         const redisReply *id = r->element[i], *name = r->element[i + 1];
-        if (id->type != REDIS_REPLY_STRING || name->type != REDIS_REPLY_STRING ||
-            !utf8_is_complete_valid((const uint8_t *)id->str, id->len) ||
-            !utf8_is_complete_valid((const uint8_t *)name->str, name->len))
-            continue;
+        if (!user_entry_ok(id, name)) continue;
         jsonw_raw(&jw, sep);
         jsonw_raw(&jw, "{\"id\":");
         jsonw_str(&jw, id->str, id->len);
@@ -254,7 +264,7 @@ static char *users_json(const redisReply *r, size_t *len, size_t *count)
     }
     jsonw_raw(&jw, "]");
     long n = jsonw_finish(&jw);
-    if (n < 0) { /* cannot happen: cap is the worst case */
+    if (n < 0) { /* cannot happen: cap is exact */
         free(text);
         return NULL;
     }
@@ -364,10 +374,10 @@ static void list_ready(struct conn *c, const redisReply *list)
 {
     struct chat_session *s = ws_conn_chat(c);
     if (!c->closed && s && s->state == CHAT_WAITING) {
-        size_t len = 0, count;
+        size_t len, count;
         char *online = users_json(list, &len, &count);
         if (online)
-            chat_session_online_ready(s, online, len);
+            chat_session_online_ready(s, online);
         else
             ws_conn_close(c, WS_CLOSE_INTERNAL, "out of memory");
     }
@@ -472,7 +482,7 @@ void presence_join(struct worker *w, struct chat_session *s)
     if (!redis_link_up(w->redis) || enqueue(w->presence, s->c, s, "1", "1") < 0) {
         /* Redis is down (or memory short): welcome without the list; the
          * reconcile after the reconnect counts this connection. */
-        chat_session_online_ready(s, NULL, 0);
+        chat_session_online_ready(s, NULL);
         return;
     }
     s->presence_added = true;

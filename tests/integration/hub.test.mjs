@@ -768,6 +768,12 @@ test('kick and notice on the control channel reach both instances', async (t) =>
     const n = await chatctl(b, ['notice', room, text]);
     assert.equal(n.code, 0, n.stderr);
     for (const c of [va, vb]) assert.deepEqual(await c.next('notice', REPLY_MS), { type: 'notice', room, text });
+    // The longest notice, all of it escaped on the wire (up to six bytes each).
+    const longest = '"\\\n\u0001'.repeat(2048);
+    assert.equal(Buffer.byteLength(longest), 8192);
+    const l = await chatctl(b, ['notice', room, longest]);
+    assert.equal(l.code, 0, l.stderr);
+    for (const c of [va, vb]) assert.deepEqual(await c.next('notice', REPLY_MS), { type: 'notice', room, text: longest });
 });
 
 test('chatctl: online, ban, unban, notice, token, bad usage', async (t) => {

@@ -148,9 +148,11 @@ static void send_welcome(struct chat_session *s, int64_t last_seq)
     chat_session_conn_id(s, conn_id);
     const char *online = s->online ? s->online : "[]";
     size_t online_len = strlen(online);
-    /* Escaping makes at most 6 bytes of one. */
-    size_t cap = online_len +
-                 6 * (strlen(s->room_name) + strlen(s->user_id) + strlen(s->user_name)) + 256;
+    /* The strings as escaped, and 256 for the keys, conn_id, role and
+     * last_seq. */
+    size_t cap = online_len + jsonw_str_len(s->room_name, strlen(s->room_name)) +
+                 jsonw_str_len(s->user_id, strlen(s->user_id)) +
+                 jsonw_str_len(s->user_name, strlen(s->user_name)) + 256;
     char *text = malloc(cap);
     if (!text) {
         ws_conn_close(s->c, WS_CLOSE_INTERNAL, "out of memory");
@@ -176,7 +178,7 @@ static void send_welcome(struct chat_session *s, int64_t last_seq)
     long n = jsonw_finish(&jw);
     free(s->online);
     s->online = NULL;
-    if (n < 0) { /* cannot happen: cap is the worst case */
+    if (n < 0) { /* cannot happen: cap holds it all */
         free(text);
         ws_conn_close(s->c, WS_CLOSE_INTERNAL, "welcome too large");
         return;

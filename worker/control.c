@@ -33,7 +33,8 @@ static void kick(struct worker *w, const char *user)
 
 static void notice(struct worker *w, const char *room, const char *text, size_t len)
 {
-    /* Escaping may make the text up to six times longer. */
+    /* The strings as escaped (the text up to six times longer), and 64
+     * for the keys. */
     size_t cap = jsonw_str_len(room, strlen(room)) + jsonw_str_len(text, len) + 64;
     char *buf = malloc(cap);
     if (!buf) {

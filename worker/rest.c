@@ -155,8 +155,8 @@ static void on_users(void *arg, enum presence_list_status status, const char *us
 {
     struct rest_call *rc = arg;
     struct conn *c = rc->c;
-    /* Escaping makes at most 6 bytes of one. */
-    size_t cap = len + 6 * strlen(rc->room) + 64;
+    /* The room as escaped, and 64 for the keys and the count. */
+    size_t cap = len + jsonw_str_len(rc->room, strlen(rc->room)) + 64;
     char *body = status == PRESENCE_LIST_OK ? malloc(cap) : NULL;
     if (status == PRESENCE_LIST_UNAVAILABLE) {
         http_reply_error(c, 503, "unavailable", "redis unavailable");
@@ -175,7 +175,7 @@ static void on_users(void *arg, enum presence_list_status status, const char *us
         jsonw_raw(&jw, "}");
         long n = jsonw_finish(&jw);
         if (n >= 0) http_reply(c, 200, "application/json", body, (size_t)n, no_store);
-        else http_reply_error(c, 503, "unavailable", "reply too large"); /* cap is the worst case */
+        else http_reply_error(c, 503, "unavailable", "reply too large"); /* cap holds it all */
     }
     free(body);
     http_end_async(c);

@@ -13,8 +13,10 @@
 # (4) clients on CPU 1 (PostgreSQL pinned to CPU 0 for the run), for
 # PG_BATCH_SECONDS (15) s calls chat_post_batch (a prepared statement, as
 # chatd) with BATCH (10) messages of 100 bytes, each to a random room of
-# the 100 with a fresh ref. Prints calls/s, messages/s, and PostgreSQL's
-# CPU (read from /proc over the middle of the run) per message. With small
+# the 100 with a fresh ref. With BATCH 1 it calls chat_post_one instead,
+# as chatd does for a lone message (PG_BATCH_ONE=0: chat_post_batch even
+# then). Prints calls/s, messages/s, and PostgreSQL's CPU (read from
+# /proc over the middle of the run) per message. With small
 # batches the clients wait on commits (fsync) more than on the CPU: use
 # more of them to find the CPU's limit.
 set -euo pipefail
@@ -48,11 +50,20 @@ su_psql -d "$db" -c "ANALYZE rooms" -c "ANALYZE messages" -c "ANALYZE room_event
 
 script=$(mktemp)
 trap 'rm -f "$script"' EXIT
-cat >"$script" <<SQL
+fn=chat_post_batch
+if ((batch == 1)) && [[ ${PG_BATCH_ONE:-1} != 0 ]]; then
+    fn=chat_post_one
+    cat >"$script" <<SQL
+SELECT count(*) FROM chat_post_one('r' || (1 + (random() * 99)::int), 'u1', 'name', repeat('x', 100),
+                                   'ref' || md5(random()::text));
+SQL
+else
+    cat >"$script" <<SQL
 SELECT count(*) FROM chat_post_batch((SELECT json_agg(json_build_array(
     'r' || (1 + (random() * 99)::int), 'u' || g, 'name', repeat('x', 100), 'ref' || md5(random()::text)))
     FROM generate_series(1, $batch) g));
 SQL
+fi
 
 pg_pid=$(head -n 1 "$CHATD_PG_DATA/postmaster.pid")
 saved=$(taskset -p "$pg_pid" | sed -n 's/.*: //p')
@@ -81,8 +92,8 @@ taskset -p "$saved" "$pg_pid" >/dev/null
 if ((rc)); then cat "$out" >&2; rm -f "$out"; exit "$rc"; fi
 tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$out")
 rm -f "$out"
-awk -v tps="$tps" -v b="$batch" -v c="$clients" -v upto="${upto:-all}" -v ticks="$((t1 - t0))" \
+awk -v tps="$tps" -v b="$batch" -v c="$clients" -v upto="${upto:-all}" -v fn="$fn" -v ticks="$((t1 - t0))" \
     -v hz="$(getconf CLK_TCK)" -v ns="$((s1 - s0))" 'BEGIN {
     util = ticks / hz / (ns / 1e9)
-    printf "pg-batch: migrations up to %s, %d messages a call, %d clients: %.0f calls/s, %.0f messages/s; PostgreSQL used %.2f of its core, %.0f us per message\n", upto, b, c, tps, tps * b, util, util * 1e6 / (tps * b)
+    printf "pg-batch: migrations up to %s, %s with %d messages a call, %d clients: %.0f calls/s, %.0f messages/s; PostgreSQL used %.2f of its core, %.0f us per message\n", upto, fn, b, c, tps, tps * b, util, util * 1e6 / (tps * b)
 }'

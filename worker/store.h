@@ -28,6 +28,7 @@ struct store;
 
 enum store_stmt {
     STORE_POST,
+    STORE_POST_ONE,
     STORE_EDIT,
     STORE_DELETE,
     STORE_LAST_SEQ,

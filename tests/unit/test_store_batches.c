@@ -46,11 +46,24 @@ int __wrap_pg_pool_exec_on(struct pg_pool *p, uint32_t shard, const struct pg_st
 {
     (void)p;
     assert_int_equal(n, 1);
-    assert_int_equal(stmts[0].prepared, STORE_POST);
     assert_true(nsent < MAX_SENT);
-    json_error_t err;
-    json_t *rows = json_loads(stmts[0].values[0], 0, &err);
-    assert_non_null(rows);
+    json_t *rows;
+    if (stmts[0].prepared == STORE_POST_ONE) {
+        /* A lone message goes as chat_post_one's five parameters. */
+        assert_int_equal(stmts[0].nparams, 5);
+        json_t *row = json_array();
+        for (int i = 0; i < 5; i++)
+            json_array_append_new(row, stmts[0].values[i] ? json_string(stmts[0].values[i]) : json_null());
+        rows = json_array();
+        json_array_append_new(rows, row);
+    } else {
+        assert_int_equal(stmts[0].prepared, STORE_POST);
+        json_error_t err;
+        rows = json_loads(stmts[0].values[0], 0, &err);
+        assert_non_null(rows);
+        /* Two or more: a batch of one would have been chat_post_one. */
+        assert_true(json_array_size(rows) > 1);
+    }
     sent[nsent++] = (struct sent){.conn = shard, .done = done, .arg = arg, .rows = rows};
     return 0;
 }

@@ -1,0 +1,82 @@
+/**
+ * The write path's SQL functions, called directly on the test database:
+ * chat_post_one (a batch of one, the store's path for a lone message) and
+ * chat_post_batch must number, store, log and describe a message alike,
+ * and both must answer a repeated ref with the original.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { psql, roomName } from '../lib/harness.mjs';
+
+const TS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
+const lit = (v) => (v === null ? 'NULL' : `'${String(v).replaceAll("'", "''")}'`);
+
+/** chat_post_one's row as an object. */
+async function postOne(room, user, name, text, ref) {
+    const out = await psql(`SELECT row_to_json(r) FROM chat_post_one(${[room, user, name, text, ref].map(lit).join(', ')}) r`);
+    const rows = out.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    assert.equal(rows.length, 1, out);
+    return rows[0];
+}
+
+/** chat_post_batch's rows, in order. */
+async function postBatch(messages) {
+    const arg = lit(JSON.stringify(messages));
+    const out = await psql(`SELECT row_to_json(r) FROM chat_post_batch(${arg}::json) r ORDER BY r.ord`);
+    return out.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+}
+
+/** What the event says besides its numbers and time. */
+const shape = (ev) => {
+    const { id, seq, created_at: at, ...rest } = ev;
+    assert.ok(Number.isInteger(id) && Number.isInteger(seq) && TS.test(at), JSON.stringify(ev));
+    return rest;
+};
+
+test('store SQL: chat_post_one stores, numbers and describes a message as chat_post_batch does', async () => {
+    const room = roomName('sql-one');
+    // Text and names that need escaping, and a room created by this call.
+    const name = 'Ann "the" \\ \u00e9\u00e8 \u{1F600}';
+    const text = 'line one\nline "two"\t\u0001 \u2028';
+    const one = await postOne(room, 'u1', name, text, 'r1');
+    assert.equal(one.ord, 1);
+    assert.equal(one.seq, 1, 'a new room starts at 1');
+    assert.equal(one.duplicate, false);
+    assert.match(one.created_at, TS);
+    const ev = JSON.parse(one.payload);
+    assert.deepEqual(Object.keys(ev), ['type', 'id', 'seq', 'room', 'user', 'text', 'created_at', 'ref']);
+    assert.deepEqual([ev.id, ev.seq, ev.created_at], [one.id, one.seq, one.created_at]);
+    assert.deepEqual(shape(ev), { type: 'message', room, user: { id: 'u1', name }, text, ref: 'r1' });
+
+    // The batch function continues the room's numbering, and its event
+    // for the same message differs only in the numbers and the time.
+    const [b] = await postBatch([[room, 'u1', name, text, 'r2']]);
+    assert.equal(b.seq, 2);
+    assert.ok(b.id > one.id);
+    assert.deepEqual(shape(JSON.parse(b.payload)), { ...shape(ev), ref: 'r2' });
+
+    // Without a ref: no "ref" key, and the next seq.
+    const bare = await postOne(room, 'u2', 'Bo', 'no ref', null);
+    assert.equal(bare.seq, 3);
+    assert.deepEqual(Object.keys(JSON.parse(bare.payload)), ['type', 'id', 'seq', 'room', 'user', 'text', 'created_at']);
+
+    // A repeated ref, from either function, answers with the original and
+    // stores, numbers and logs nothing.
+    for (const again of [await postOne(room, 'u1', 'other name', 'other text', 'r1'),
+        (await postBatch([[room, 'u1', 'x', 'y', 'r1']]))[0]]) {
+        assert.deepEqual(again, { ord: 1, id: one.id, seq: one.seq, created_at: one.created_at, payload: null, duplicate: true });
+    }
+    const dupOfBatch = await postOne(room, 'u1', name, text, 'r2');
+    assert.deepEqual([dupOfBatch.id, dupOfBatch.seq, dupOfBatch.duplicate], [b.id, b.seq, true]);
+    // The same ref from another user is another message.
+    assert.equal((await postOne(room, 'u9', 'Nine', 'mine', 'r1')).seq, 4);
+
+    assert.equal(await psql(`SELECT seq FROM rooms WHERE name = ${lit(room)}`), '4');
+    assert.equal(await psql(`SELECT count(*) FROM messages WHERE room = ${lit(room)}`), '4');
+    // The event log holds exactly what was returned.
+    const logged = await psql(`SELECT payload FROM room_events WHERE room = ${lit(room)} AND seq = 1`);
+    assert.deepEqual(JSON.parse(logged), ev);
+    const row = await psql(`SELECT user_name || '|' || body || '|' || created_seq FROM messages WHERE id = ${one.id}`);
+    assert.equal(row, `${name}|${text}|1`);
+});

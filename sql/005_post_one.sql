@@ -1,10 +1,13 @@
--- One message, one call: the store's path when a batch holds a single
--- message, which is every message of a quiet room. chat_post_batch's
--- fixed cost (starting the executor of one statement of about 40 plan
--- nodes, its CTEs, the JSON array) is most of what such a call costs.
+-- One message, one call: the store's path for a batch of up to eight
+-- messages (a call each, in one transaction), which is every message of
+-- a quiet room. chat_post_batch's fixed cost (starting the executor of
+-- one statement of about 40 plan nodes, its CTEs, the JSON array) is
+-- most of what such a batch costs.
 -- Here every step is a small statement whose generic plan PL/pgSQL keeps,
 -- and there is nothing to sort or join (docs/performance.md, "One message,
 -- one call"). Same result row as chat_post_batch gives for a batch of one.
+-- Several calls in one transaction must come in room order (the lock
+-- order of chat_post_batch); a repeated ref finds the earlier call's row.
 CREATE OR REPLACE FUNCTION chat_post_one(p_room text, p_user_id text, p_user_name text,
                                          p_body text, p_ref text)
 RETURNS TABLE (ord bigint, id bigint, seq bigint, created_at text, payload text,

@@ -27,6 +27,9 @@ const struct pg_prepared store_prepared[STORE_NSTMTS] = {
 
 /* Most messages in one batch (one transaction). */
 #define BATCH_MAX PG_POOL_MAX_STMTS
+/* Batches up to this size go as chat_post_one calls, larger ones as one
+ * chat_post_batch call (docs/performance.md, "One message, one call"). */
+#define STORE_POST_ONE_MAX 8
 
 struct post_req {
     struct post_req *next;
@@ -159,47 +162,65 @@ static bool result_ok(PGresult *r)
 
 static void resend_one_by_one(struct store *s, struct batch *b);
 
+/* A batch's results: one chat_post_batch result with a row per message,
+ * or (per_message) a chat_post_one result with one row per message. NULL
+ * when they are not all there and well. */
+static const char *batch_failure(const struct batch *b, PGresult *const *res, int n,
+                                 bool *per_message)
+{
+    *per_message = n == b->n && n > 1;
+    if (!*per_message && n != 1) return "unexpected results";
+    for (int k = 0; k < n; k++) {
+        if (!res[k] || PQresultStatus(res[k]) != PGRES_TUPLES_OK)
+            return res[k] ? PQresultErrorMessage(res[k]) : "no result";
+        if (PQntuples(res[k]) != (*per_message ? 1 : b->n)) return "missing rows";
+    }
+    return NULL;
+}
+
 static void on_batch(void *arg, PGresult *const *res, int n, const char *err)
 {
     struct batch *b = arg;
-    PGresult *r = res && n == 1 ? res[0] : NULL;
-    if (!r || PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != b->n) {
+    bool per_message = false;
+    const char *failure = res ? batch_failure(b, res, n, &per_message) : err;
+    if (failure) {
         /* The batch is one transaction: nothing of it was stored. When
          * the link still stands, one message was bad, not the database:
          * give every message its own transaction. */
-        if (r && b->n > 1) {
-            log_warn("message batch of %d failed (%s); storing them one by one", b->n,
-                     PQresultErrorMessage(r));
+        if (res && b->n > 1) {
+            log_warn("message batch of %d failed (%s); storing them one by one", b->n, failure);
             resend_one_by_one(b->s, b);
             return;
         }
-        if (r && PQresultStatus(r) == PGRES_FATAL_ERROR)
-            log_warn("storing a message failed: %s", PQresultErrorMessage(r));
-        else if (err)
-            log_debug("message batch lost: %s", err);
+        if (res) log_warn("storing a message failed: %s", failure);
+        else if (err) log_debug("message batch lost: %s", err);
         batch_done(b);
         return;
     }
     metrics_add(METRIC_MESSAGE_BATCHES, 1);
     metrics_observe_us(METRIC_HIST_MESSAGE_COMMIT, (uint64_t)(timefmt_mono_us() - b->sent_us));
-    for (int row = 0; row < b->n; row++) {
-        long ord = strtol(PQgetvalue(r, row, 0), NULL, 10);
-        if (ord < 1 || ord > b->n || !b->reqs[ord - 1]) continue;
-        struct store_change ch = {
-            .status = "ok",
-            .id = strtoll(PQgetvalue(r, row, 1), NULL, 10),
-            .seq = strtoll(PQgetvalue(r, row, 2), NULL, 10),
-            .at = PQgetvalue(r, row, 3),
-            .payload = PQgetisnull(r, row, 4) ? NULL : PQgetvalue(r, row, 4),
-            .duplicate = PQgetvalue(r, row, 5)[0] == 't',
-        };
-        if (!ch.duplicate) metrics_add(METRIC_MESSAGES_STORED, 1);
-        struct post_req *req = b->reqs[ord - 1];
-        b->reqs[ord - 1] = NULL;
-        req->fn(req->arg, &ch);
-        free(req);
+    for (int k = 0; k < n; k++) {
+        PGresult *r = res[k];
+        for (int row = 0; row < PQntuples(r); row++) {
+            /* chat_post_one's row is always ord 1: its place is its result's. */
+            long ord = per_message ? k + 1 : strtol(PQgetvalue(r, row, 0), NULL, 10);
+            if (ord < 1 || ord > b->n || !b->reqs[ord - 1]) continue;
+            struct store_change ch = {
+                .status = "ok",
+                .id = strtoll(PQgetvalue(r, row, 1), NULL, 10),
+                .seq = strtoll(PQgetvalue(r, row, 2), NULL, 10),
+                .at = PQgetvalue(r, row, 3),
+                .payload = PQgetisnull(r, row, 4) ? NULL : PQgetvalue(r, row, 4),
+                .duplicate = PQgetvalue(r, row, 5)[0] == 't',
+            };
+            if (!ch.duplicate) metrics_add(METRIC_MESSAGES_STORED, 1);
+            struct post_req *req = b->reqs[ord - 1];
+            b->reqs[ord - 1] = NULL;
+            req->fn(req->arg, &ch);
+            free(req);
+        }
     }
-    /* A row the function did not return (it returns every one) would
+    /* A row the functions did not return (they return every one) would
      * leave its request unanswered: batch_done answers it unavailable. */
     batch_done(b);
 }
@@ -241,11 +262,17 @@ static void send_batch(struct store *s, struct batch *b)
 {
     count_in_flight(s, b, 1);
     b->sent_us = timefmt_mono_us();
-    if (b->n == 1) {
-        /* A quiet room's message: chat_post_one costs PostgreSQL well
-         * under half of a one-message chat_post_batch, and needs no JSON. */
-        struct pg_stmt stmt = {.prepared = STORE_POST_ONE, .nparams = 5, .values = b->reqs[0]->values};
-        if (pg_pool_exec_on(s->w->pg, b->conn, &stmt, 1, on_batch, b) < 0) batch_done(b);
+    if (b->n <= STORE_POST_ONE_MAX) {
+        /* A small batch: a chat_post_one call per message, all in the
+         * request's one transaction. They cost PostgreSQL less than
+         * chat_post_batch up to about this size (less than half for one
+         * or two messages), and need no JSON. The batch is sorted by
+         * room, so its calls lock rooms in the order chat_post_batch
+         * does: concurrent batches cannot deadlock. */
+        struct pg_stmt stmts[STORE_POST_ONE_MAX];
+        for (int i = 0; i < b->n; i++)
+            stmts[i] = (struct pg_stmt){.prepared = STORE_POST_ONE, .nparams = 5, .values = b->reqs[i]->values};
+        if (pg_pool_exec_on(s->w->pg, b->conn, stmts, b->n, on_batch, b) < 0) batch_done(b);
         return;
     }
     char *json = batch_json(b);

@@ -80,3 +80,27 @@ test('store SQL: chat_post_one stores, numbers and describes a message as chat_p
     const row = await psql(`SELECT user_name || '|' || body || '|' || created_seq FROM messages WHERE id = ${one.id}`);
     assert.equal(row, `${name}|${text}|1`);
 });
+
+test('store SQL: chat_post_one calls in one transaction, as the store sends a small batch', async () => {
+    // The store sends up to eight messages as chat_post_one calls in one
+    // transaction: a ref repeated within it is answered with the first,
+    // and rooms are numbered on.
+    const [a, b] = [roomName('sql-tx-a'), roomName('sql-tx-b')].sort();
+    const call = (room, user, text, ref) =>
+        `SELECT row_to_json(r) FROM chat_post_one(${[room, user, 'N', text, ref].map(lit).join(', ')}) r;`;
+    const out = await psql([
+        call(a, 'u1', 'one', 'x1'), call(a, 'u1', 'two', 'x2'), call(a, 'u1', 'one again', 'x1'),
+        call(b, 'u1', 'three', 'x1'),
+    ].join(' '));
+    const rows = out.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    assert.equal(rows.length, 4, out);
+    assert.deepEqual(rows.map((r) => [r.seq, r.duplicate]), [[1, false], [2, false], [1, true], [1, false]]);
+    assert.deepEqual([rows[2].id, rows[2].created_at, rows[2].payload], [rows[0].id, rows[0].created_at, null]);
+    assert.ok(rows[0].id < rows[1].id && rows[1].id < rows[3].id, 'ids in call order');
+    assert.equal(await psql(`SELECT string_agg(name || '=' || seq, ',' ORDER BY name) FROM rooms WHERE name IN (${lit(a)}, ${lit(b)})`),
+        `${a}=2,${b}=1`);
+    // All or nothing: a failing call leaves nothing of the others.
+    const c = roomName('sql-tx-c');
+    await assert.rejects(psql(`${call(c, 'u1', 'kept?', 'y1')} SELECT 1/0;`));
+    assert.equal(await psql(`SELECT count(*) FROM messages WHERE room = ${lit(c)}`), '0');
+});

@@ -4,7 +4,8 @@
  * flight the rest gather; a second batch leaves only for a backlog, never
  * holds a room whose batch is in flight, and a third never leaves; a
  * room's held message leaves once its batch is answered; a refused batch
- * goes again one message at a time, in order. */
+ * goes again one message at a time, in order; a small batch travels as a
+ * call per message and each call's row answers its own message. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -45,24 +46,29 @@ int __wrap_pg_pool_exec_on(struct pg_pool *p, uint32_t shard, const struct pg_st
                            pg_done_fn done, void *arg)
 {
     (void)p;
-    assert_int_equal(n, 1);
     assert_true(nsent < MAX_SENT);
     json_t *rows;
     if (stmts[0].prepared == STORE_POST_ONE) {
-        /* A lone message goes as chat_post_one's five parameters. */
-        assert_int_equal(stmts[0].nparams, 5);
-        json_t *row = json_array();
-        for (int i = 0; i < 5; i++)
-            json_array_append_new(row, stmts[0].values[i] ? json_string(stmts[0].values[i]) : json_null());
+        /* Up to eight messages: a chat_post_one call each, its five
+         * parameters, in one request (one transaction). */
+        assert_true(n >= 1 && n <= 8);
         rows = json_array();
-        json_array_append_new(rows, row);
+        for (int k = 0; k < n; k++) {
+            assert_int_equal(stmts[k].prepared, STORE_POST_ONE);
+            assert_int_equal(stmts[k].nparams, 5);
+            json_t *row = json_array();
+            for (int i = 0; i < 5; i++)
+                json_array_append_new(row, stmts[k].values[i] ? json_string(stmts[k].values[i]) : json_null());
+            json_array_append_new(rows, row);
+        }
     } else {
+        /* More: one chat_post_batch call with the batch as JSON. */
+        assert_int_equal(n, 1);
         assert_int_equal(stmts[0].prepared, STORE_POST);
         json_error_t err;
         rows = json_loads(stmts[0].values[0], 0, &err);
         assert_non_null(rows);
-        /* Two or more: a batch of one would have been chat_post_one. */
-        assert_true(json_array_size(rows) > 1);
+        assert_true(json_array_size(rows) > 8);
     }
     sent[nsent++] = (struct sent){.conn = shard, .done = done, .arg = arg, .rows = rows};
     return 0;
@@ -281,6 +287,57 @@ static void test_refused_batch_goes_again_one_by_one(void **state)
     assert_true(position_in(5, "c") >= 0);
 }
 
+static int64_t replied_id[3];
+
+static void on_reply_id(void *arg, const struct store_change *r)
+{
+    replied_id[(intptr_t)arg] = r->id;
+    replies++;
+}
+
+/* chat_post_one's result: one row, ord always 1. */
+static PGresult *post_one_result(int64_t id)
+{
+    PGresult *r = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+    assert_non_null(r);
+    static const char *const names[6] = {"ord", "id", "seq", "created_at", "payload", "duplicate"};
+    PGresAttDesc attrs[6];
+    memset(attrs, 0, sizeof attrs);
+    for (int i = 0; i < 6; i++) {
+        attrs[i].name = (char *)names[i];
+        attrs[i].format = 0;
+    }
+    assert_true(PQsetResultAttrs(r, 6, attrs));
+    char id_s[24];
+    snprintf(id_s, sizeof id_s, "%lld", (long long)id);
+    const char *values[6] = {"1", id_s, "7", "2026-01-01T00:00:00.000Z", "{}", "f"};
+    for (int i = 0; i < 6; i++) assert_true(PQsetvalue(r, 0, i, (char *)values[i], (int)strlen(values[i])));
+    return r;
+}
+
+static void test_small_batch_is_answered_per_message(void **state)
+{
+    struct fixture *f = *state;
+    post(f, "r", "lead");
+    end_turn(f);
+    /* Three rooms, posted out of order: the batch is sorted a, b, c. */
+    const char *rooms[3] = {"c", "a", "b"};
+    for (intptr_t i = 0; i < 3; i++)
+        assert_int_equal(store_post(f->s, rooms[i], "u1", "User", "t", NULL, on_reply_id, (void *)i), 0);
+    end_turn(f);
+    answer(0);
+    assert_int_equal(nsent, 2);
+    assert_int_equal(batch_size(1), 3);
+    PGresult *res[3] = {post_one_result(100), post_one_result(101), post_one_result(102)};
+    sent[1].answered = 1;
+    sent[1].done(sent[1].arg, res, 3, NULL);
+    for (int i = 0; i < 3; i++) PQclear(res[i]);
+    /* Each row went to its own message, though every row says ord 1. */
+    assert_int_equal(replied_id[1], 100); /* a */
+    assert_int_equal(replied_id[2], 101); /* b */
+    assert_int_equal(replied_id[0], 102); /* c */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -290,6 +347,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_room_keeps_its_order_in_a_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_batch_goes_again_one_by_one, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_small_batch_is_answered_per_message, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

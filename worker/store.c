@@ -268,7 +268,8 @@ static void send_batch(struct store *s, struct batch *b)
          * chat_post_batch up to about this size (less than half for one
          * or two messages), and need no JSON. The batch is sorted by
          * room, so its calls lock rooms in the order chat_post_batch
-         * does: concurrent batches cannot deadlock. */
+         * does (byte order, new rooms included: migration 006):
+         * concurrent batches cannot deadlock. */
         struct pg_stmt stmts[STORE_POST_ONE_MAX];
         for (int i = 0; i < b->n; i++)
             stmts[i] = (struct pg_stmt){.prepared = STORE_POST_ONE, .nparams = 5, .values = b->reqs[i]->values};

@@ -6,7 +6,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { psql, roomName } from '../lib/harness.mjs';
+import { spawn } from 'node:child_process';
+import { env, psql, roomName, waitFor } from '../lib/harness.mjs';
 
 const TS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
@@ -103,4 +104,57 @@ test('store SQL: chat_post_one calls in one transaction, as the store sends a sm
     const c = roomName('sql-tx-c');
     await assert.rejects(psql(`${call(c, 'u1', 'kept?', 'y1')} SELECT 1/0;`));
     assert.equal(await psql(`SELECT count(*) FROM messages WHERE room = ${lit(c)}`), '0');
+});
+
+/** A psql session fed statement by statement; resolves each with its output. */
+function session(t) {
+    const p = spawn('psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-d', env.pgTestDsn],
+        { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => { out += d; });
+    p.stderr.on('data', (d) => { err += d; });
+    t.after(() => p.kill());
+    return {
+        /** Sends one statement that prints one line, and waits for that line. */
+        async line(sql) {
+            const before = out.split('\n').length;
+            p.stdin.write(`${sql}\n`);
+            await waitFor(() => out.split('\n').length > before || err !== '' || p.exitCode !== null,
+                10000, 20, `psql: ${sql}`);
+            assert.equal(err, '', `psql: ${sql}`);
+            return out.split('\n')[before - 1];
+        },
+        err: () => err,
+    };
+}
+
+test('store SQL: a new room cannot deadlock chat_post_one calls against a chat_post_batch', async (t) => {
+    // One transaction posts to a new room A, then to an existing room B,
+    // one call each, as the store sends a small batch (rooms in name
+    // order). A batch for both rooms arrives in between. It must wait for
+    // A without holding B: had it locked the existing B first and then
+    // waited to create A, the first transaction's call for B would close
+    // a cycle, and PostgreSQL would abort one of them.
+    const [a, b] = [roomName('lock-a'), roomName('lock-b')].sort();
+    assert.ok(a < b);
+    await postOne(b, 'u0', 'N', 'B exists', null);
+    const one = session(t);
+    assert.equal(await one.line('BEGIN; SELECT 1;'), '1');
+    const first = JSON.parse(await one.line(
+        `SELECT row_to_json(r) FROM chat_post_one(${lit(a)}, 'u1', 'N', 'in A', NULL) r;`));
+    assert.equal(first.seq, 1);
+    const batch = psql(`SELECT string_agg(seq::text, ',' ORDER BY ord) FROM chat_post_batch(${lit(JSON.stringify([
+        [a, 'u2', 'N', 'batch A', null], [b, 'u2', 'N', 'batch B', null]]))}::json)`);
+    await waitFor(async () => (await psql(`SELECT count(*) FROM pg_stat_activity
+        WHERE wait_event_type = 'Lock' AND query LIKE '%chat_post_batch%' AND query LIKE '%${a}%'`)) === '1',
+    10000, 50, 'the batch waits for room A');
+    const second = JSON.parse(await one.line(
+        `SELECT row_to_json(r) FROM chat_post_one(${lit(b)}, 'u1', 'N', 'in B', NULL) r;`));
+    assert.equal(second.seq, 2);
+    assert.equal(await one.line('COMMIT; SELECT 1;'), '1');
+    // The batch went on after the commit: A's and B's next numbers.
+    assert.equal(await batch, '2,3');
+    assert.equal(await psql(`SELECT string_agg(name || '=' || seq, ',' ORDER BY name) FROM rooms WHERE name IN (${lit(a)}, ${lit(b)})`),
+        `${a}=2,${b}=3`);
 });

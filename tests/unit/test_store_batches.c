@@ -262,11 +262,16 @@ static void test_refused_batch_goes_again_one_by_one(void **state)
     answer(0);
     assert_int_equal(nsent, 2);
     assert_int_equal(batch_size(1), 2);
-    PGresult *refused = PQmakeEmptyPGresult(NULL, PGRES_FATAL_ERROR);
-    assert_non_null(refused);
+    /* Two calls in one transaction: the first refused, the second not
+     * run (aborted with the pipeline). */
+    PGresult *refused[2] = {PQmakeEmptyPGresult(NULL, PGRES_FATAL_ERROR),
+                            PQmakeEmptyPGresult(NULL, PGRES_PIPELINE_ABORTED)};
+    assert_non_null(refused[0]);
+    assert_non_null(refused[1]);
     sent[1].answered = 1;
-    sent[1].done(sent[1].arg, &refused, 1, NULL);
-    PQclear(refused);
+    sent[1].done(sent[1].arg, refused, 2, NULL);
+    PQclear(refused[0]);
+    PQclear(refused[1]);
     assert_int_equal(nsent, 4);
     assert_int_equal(sent[2].conn, sent[1].conn);
     assert_int_equal(sent[3].conn, sent[1].conn);

@@ -6,9 +6,10 @@
 -- store's chat_post_one calls) could then hold the new room while this
 -- one held a later room it needed: a deadlock, broken by PostgreSQL after
 -- deadlock_timeout. Now, when a room is missing, every room is locked (or
--- created, then locked) one at a time in name order; when none is, one
--- statement locks them all in that order, as before. Rooms are never
--- deleted, so a room seen without a lock is still there to lock.
+-- created, then locked: chat_lock_room, as edits and deletes do) one at
+-- a time in name order; when none is, one statement locks them all in
+-- that order, as before. Rooms are never deleted, so a room seen without
+-- a lock is still there to lock.
 --
 -- The order is byte order (COLLATE "C") whatever the database's
 -- collation: the store sorts batches with strcmp.
@@ -20,11 +21,7 @@ DECLARE
 BEGIN
     IF (SELECT count(*) FROM rooms r WHERE r.name = ANY (p_rooms)) < cardinality(p_rooms) THEN
         FOR v_name IN SELECT n FROM unnest(p_rooms) n ORDER BY n COLLATE "C" LOOP
-            PERFORM 1 FROM rooms r WHERE r.name = v_name FOR UPDATE;
-            IF NOT FOUND THEN
-                INSERT INTO rooms (name) VALUES (v_name) ON CONFLICT DO NOTHING;
-                PERFORM 1 FROM rooms r WHERE r.name = v_name FOR UPDATE;
-            END IF;
+            PERFORM chat_lock_room(v_name);
         END LOOP;
     END IF;
     SELECT array_agg(l.name), array_agg(l.seq), array_agg(l.ctid)

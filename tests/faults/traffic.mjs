@@ -25,7 +25,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import net from 'node:net';
 import {
-    WebSocket, httpGet, mintToken, psql, redisCli, sleep, startChatd, waitFor,
+    WebSocket, httpGet, mintToken, psql, redisCli, sleep, sq, startChatd, waitFor,
 } from '../lib/harness.mjs';
 
 // Nobody reaches this rate: these tests are not about the rate limit.
@@ -34,7 +34,6 @@ export const NO_RATE = { CHAT_RATE_PER_SEC: 100000, CHAT_RATE_BURST: 100000 };
 export const BASE_ENV = { ...NO_RATE, CHAT_REPLAY_MAX: 100000, CHAT_PRESENCE_TTL_S: 3 };
 
 export const rnd = () => crypto.randomBytes(4).toString('hex');
-export const sq = (s) => `'${String(s).replace(/'/g, "''")}'`;
 const pick = (a) => a[Math.floor(Math.random() * a.length)];
 
 /**

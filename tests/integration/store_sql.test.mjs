@@ -7,15 +7,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { env, psql, roomName, waitFor } from '../lib/harness.mjs';
+import { env, psql, roomName, sq, waitFor } from '../lib/harness.mjs';
 
 const TS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
-const lit = (v) => (v === null ? 'NULL' : `'${String(v).replaceAll("'", "''")}'`);
-
 /** chat_post_one's row as an object. */
 async function postOne(room, user, name, text, ref) {
-    const out = await psql(`SELECT row_to_json(r) FROM chat_post_one(${[room, user, name, text, ref].map(lit).join(', ')}) r`);
+    const out = await psql(`SELECT row_to_json(r) FROM chat_post_one(${[room, user, name, text, ref].map(sq).join(', ')}) r`);
     const rows = out.split('\n').filter(Boolean).map((l) => JSON.parse(l));
     assert.equal(rows.length, 1, out);
     return rows[0];
@@ -23,7 +21,7 @@ async function postOne(room, user, name, text, ref) {
 
 /** chat_post_batch's rows, in order. */
 async function postBatch(messages) {
-    const arg = lit(JSON.stringify(messages));
+    const arg = sq(JSON.stringify(messages));
     const out = await psql(`SELECT row_to_json(r) FROM chat_post_batch(${arg}::json) r ORDER BY r.ord`);
     return out.split('\n').filter(Boolean).map((l) => JSON.parse(l));
 }
@@ -73,10 +71,10 @@ test('store SQL: chat_post_one stores, numbers and describes a message as chat_p
     // The same ref from another user is another message.
     assert.equal((await postOne(room, 'u9', 'Nine', 'mine', 'r1')).seq, 4);
 
-    assert.equal(await psql(`SELECT seq FROM rooms WHERE name = ${lit(room)}`), '4');
-    assert.equal(await psql(`SELECT count(*) FROM messages WHERE room = ${lit(room)}`), '4');
+    assert.equal(await psql(`SELECT seq FROM rooms WHERE name = ${sq(room)}`), '4');
+    assert.equal(await psql(`SELECT count(*) FROM messages WHERE room = ${sq(room)}`), '4');
     // The event log holds exactly what was returned.
-    const logged = await psql(`SELECT payload FROM room_events WHERE room = ${lit(room)} AND seq = 1`);
+    const logged = await psql(`SELECT payload FROM room_events WHERE room = ${sq(room)} AND seq = 1`);
     assert.deepEqual(JSON.parse(logged), ev);
     const row = await psql(`SELECT user_name || '|' || body || '|' || created_seq FROM messages WHERE id = ${one.id}`);
     assert.equal(row, `${name}|${text}|1`);
@@ -88,7 +86,7 @@ test('store SQL: chat_post_one calls in one transaction, as the store sends a sm
     // and rooms are numbered on.
     const [a, b] = [roomName('sql-tx-a'), roomName('sql-tx-b')].sort();
     const call = (room, user, text, ref) =>
-        `SELECT row_to_json(r) FROM chat_post_one(${[room, user, 'N', text, ref].map(lit).join(', ')}) r;`;
+        `SELECT row_to_json(r) FROM chat_post_one(${[room, user, 'N', text, ref].map(sq).join(', ')}) r;`;
     const out = await psql([
         call(a, 'u1', 'one', 'x1'), call(a, 'u1', 'two', 'x2'), call(a, 'u1', 'one again', 'x1'),
         call(b, 'u1', 'three', 'x1'),
@@ -98,12 +96,12 @@ test('store SQL: chat_post_one calls in one transaction, as the store sends a sm
     assert.deepEqual(rows.map((r) => [r.seq, r.duplicate]), [[1, false], [2, false], [1, true], [1, false]]);
     assert.deepEqual([rows[2].id, rows[2].created_at, rows[2].payload], [rows[0].id, rows[0].created_at, null]);
     assert.ok(rows[0].id < rows[1].id && rows[1].id < rows[3].id, 'ids in call order');
-    assert.equal(await psql(`SELECT string_agg(name || '=' || seq, ',' ORDER BY name) FROM rooms WHERE name IN (${lit(a)}, ${lit(b)})`),
+    assert.equal(await psql(`SELECT string_agg(name || '=' || seq, ',' ORDER BY name) FROM rooms WHERE name IN (${sq(a)}, ${sq(b)})`),
         `${a}=2,${b}=1`);
     // All or nothing: a failing call leaves nothing of the others.
     const c = roomName('sql-tx-c');
     await assert.rejects(psql(`${call(c, 'u1', 'kept?', 'y1')} SELECT 1/0;`));
-    assert.equal(await psql(`SELECT count(*) FROM messages WHERE room = ${lit(c)}`), '0');
+    assert.equal(await psql(`SELECT count(*) FROM messages WHERE room = ${sq(c)}`), '0');
 });
 
 /** A psql session fed statement by statement; resolves each with its output. */
@@ -142,19 +140,19 @@ test('store SQL: a new room cannot deadlock chat_post_one calls against a chat_p
     const one = session(t);
     assert.equal(await one.line('BEGIN; SELECT 1;'), '1');
     const first = JSON.parse(await one.line(
-        `SELECT row_to_json(r) FROM chat_post_one(${lit(a)}, 'u1', 'N', 'in A', NULL) r;`));
+        `SELECT row_to_json(r) FROM chat_post_one(${sq(a)}, 'u1', 'N', 'in A', NULL) r;`));
     assert.equal(first.seq, 1);
-    const batch = psql(`SELECT string_agg(seq::text, ',' ORDER BY ord) FROM chat_post_batch(${lit(JSON.stringify([
+    const batch = psql(`SELECT string_agg(seq::text, ',' ORDER BY ord) FROM chat_post_batch(${sq(JSON.stringify([
         [a, 'u2', 'N', 'batch A', null], [b, 'u2', 'N', 'batch B', null]]))}::json)`);
     await waitFor(async () => (await psql(`SELECT count(*) FROM pg_stat_activity
         WHERE wait_event_type = 'Lock' AND query LIKE '%chat_post_batch%' AND query LIKE '%${a}%'`)) === '1',
     10000, 50, 'the batch waits for room A');
     const second = JSON.parse(await one.line(
-        `SELECT row_to_json(r) FROM chat_post_one(${lit(b)}, 'u1', 'N', 'in B', NULL) r;`));
+        `SELECT row_to_json(r) FROM chat_post_one(${sq(b)}, 'u1', 'N', 'in B', NULL) r;`));
     assert.equal(second.seq, 2);
     assert.equal(await one.line('COMMIT; SELECT 1;'), '1');
     // The batch went on after the commit: A's and B's next numbers.
     assert.equal(await batch, '2,3');
-    assert.equal(await psql(`SELECT string_agg(name || '=' || seq, ',' ORDER BY name) FROM rooms WHERE name IN (${lit(a)}, ${lit(b)})`),
+    assert.equal(await psql(`SELECT string_agg(name || '=' || seq, ',' ORDER BY name) FROM rooms WHERE name IN (${sq(a)}, ${sq(b)})`),
         `${a}=2,${b}=3`);
 });

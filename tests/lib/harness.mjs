@@ -135,6 +135,9 @@ export async function redisCli(...args) {
         { timeout: 10000 }));
 }
 
+/** A value as an SQL literal for psql: quoted, or NULL for null. */
+export const sq = (v) => (v === null ? 'NULL' : `'${String(v).replace(/'/g, "''")}'`);
+
 /** psql -At; resolves with the output (rows on lines, columns split by '|'), final newline removed. */
 export async function psql(sql, dsn = env.pgTestDsn) {
     return chomp(await execFileP('psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-d', dsn, '-c', sql],

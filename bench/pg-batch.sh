@@ -8,7 +8,11 @@
 # A scratch database (pg_batch) on the private PostgreSQL
 # (scripts/services.sh), migrated with sql/*.sql in order up to and
 # including the file whose name starts with UPTO (all by default), so two
-# schema versions can be compared. PG_BATCH_PREFILL (100000) messages in
+# schema versions can be compared. PG_BATCH_CREATE is added to its CREATE
+# DATABASE, to measure under another collation, for example
+# "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'";
+# PG_BATCH_EXTRA names an SQL file run after the migrations, to try a
+# schema change before writing it as one. PG_BATCH_PREFILL (100000) messages in
 # 100 rooms are loaded and analyzed first. Then pgbench, PG_BATCH_CLIENTS
 # (4) clients on CPU 1 (PostgreSQL pinned to CPU 0 for the run), for
 # PG_BATCH_SECONDS (15) s calls chat_post_batch (a prepared statement, as
@@ -34,11 +38,12 @@ eval "$(scripts/services.sh env)"
 su_psql() { runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h "$(dirname "$CHATD_PG_DATA")/sock" -p "$CHATD_PG_PORT" "$@"; }
 chat_psql() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$CHATD_PG_PORT" -U chat "$@"; }
 
-su_psql -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db OWNER chat"
+su_psql -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db OWNER chat ${PG_BATCH_CREATE:-}"
 for f in sql/[0-9]*.sql; do
     chat_psql -d "$db" -f "$f" >/dev/null
     [[ -n $upto && $(basename "$f") == "$upto"* ]] && break
 done
+[[ -n ${PG_BATCH_EXTRA:-} ]] && chat_psql -d "$db" -f "$PG_BATCH_EXTRA" >/dev/null
 chat_psql -d "$db" -v n="$prefill" >/dev/null <<'SQL'
 INSERT INTO rooms SELECT 'r' || i, :n / 100 + 1 FROM generate_series(1, 100) i;
 INSERT INTO messages (id, room, user_id, user_name, body, ref, created_at, seq, created_seq)

@@ -283,6 +283,11 @@ SELECT 'CREATE DATABASE chat OWNER chat' WHERE NOT EXISTS (SELECT 1 FROM pg_data
 \gexec
 SELECT 'CREATE DATABASE chat_test OWNER chat' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'chat_test')
 \gexec
+-- The migrations tested on a cluster whose default collation is linguistic,
+-- as most production ones are (tests/integration/migrate.test.mjs).
+SELECT 'CREATE DATABASE chat_test_icu OWNER chat TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE ''en-US'''
+ WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'chat_test_icu')
+\gexec
 EOF
 }
 
@@ -368,6 +373,7 @@ print_env() {
     printf 'export CHATD_REDIS_URL=%s\n' "redis://127.0.0.1:$REDIS_PORT/0"
     printf 'export CHATD_PG_DSN=%s\n' "postgresql://chat@127.0.0.1:$PG_PORT/chat"
     printf 'export CHATD_PG_TEST_DSN=%s\n' "postgresql://chat@127.0.0.1:$PG_PORT/chat_test"
+    printf 'export CHATD_PG_ICU_DSN=%s\n' "postgresql://chat@127.0.0.1:$PG_PORT/chat_test_icu"
     printf 'export CHATD_PG_DATA=%q\n' "$PG_DATA"
 }
 

@@ -28,7 +28,7 @@ export { WebSocket };
 // ------------------------------------------------------------ environment
 
 function loadServiceEnv() {
-    const need = ['CHATD_REDIS_URL', 'CHATD_REDIS_PORT', 'CHATD_PG_TEST_DSN', 'CHATD_PG_DSN'];
+    const need = ['CHATD_REDIS_URL', 'CHATD_REDIS_PORT', 'CHATD_PG_TEST_DSN', 'CHATD_PG_ICU_DSN', 'CHATD_PG_DSN'];
     if (need.every((k) => process.env[k])) return;
     let out;
     try {
@@ -51,6 +51,7 @@ export const env = Object.freeze({
     redisPort: process.env.CHATD_REDIS_PORT,
     pgDsn: process.env.CHATD_PG_DSN,
     pgTestDsn: process.env.CHATD_PG_TEST_DSN,
+    pgIcuDsn: process.env.CHATD_PG_ICU_DSN,
 });
 
 // ------------------------------------------------------------- utilities

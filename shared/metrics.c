@@ -124,6 +124,8 @@ static const struct metric_desc descs[] = {
     {METRIC_PG_RECONNECTS, "chatd_postgres_reconnects_total", NULL, "PostgreSQL connects attempted."},
     {METRIC_GAP_REPAIRS, "chatd_gap_repairs_total", NULL, "Sequence gaps filled from PostgreSQL."},
     {METRIC_PUBLISH_DROPPED, "chatd_publish_dropped_total", NULL, "PUBLISHes dropped on purpose (test_drop_publish_every)."},
+    {METRIC_RATE_REFUSED_LOCALLY, "chatd_rate_limited_locally_total", NULL, "rate_limited replies given without asking Redis (it had just refused the user)."},
+    {METRIC_READS_PAUSED, "chatd_websocket_reads_paused_total", NULL, "Times a connection's reading paused at its limit of requests in flight."},
     {METRIC_ERR_BAD_REQUEST, "chatd_errors_total", "code=\"bad_request\"", "Error replies on sockets, by code."},
     {METRIC_ERR_UNKNOWN_TYPE, "chatd_errors_total", "code=\"unknown_type\"", NULL},
     {METRIC_ERR_EMPTY, "chatd_errors_total", "code=\"empty\"", NULL},

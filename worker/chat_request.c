@@ -83,6 +83,7 @@ static void req_error(struct chat_req *r, const char *code, const char *message)
 static void req_free(struct chat_req *r)
 {
     chat_frame_clear(&r->frame);
+    if (r->c->requests-- == CHAT_REQUESTS_MAX) ws_conn_resume_read(r->c);
     conn_unref(r->c);
     free(r);
 }
@@ -235,6 +236,14 @@ void chat_request_handle(struct conn *c, struct chat_session *s, const char *dat
         chat_frame_clear(&f);
         return;
     }
+    /* The rate is checked before anything else: an over-rate request is
+     * told so whatever else is wrong with it. */
+    int64_t retry_after_ms;
+    if (ratelimit_refused(s->user_id, &retry_after_ms)) {
+        send_error(c, f.has_ref ? f.ref : NULL, "rate_limited", "slow down", retry_after_ms);
+        chat_frame_clear(&f);
+        return;
+    }
     struct chat_req *r = calloc(1, sizeof *r);
     if (!r) {
         send_error(c, f.has_ref ? f.ref : NULL, "unavailable", "out of memory", -1);
@@ -243,10 +252,9 @@ void chat_request_handle(struct conn *c, struct chat_session *s, const char *dat
     }
     r->c = c;
     conn_ref(c);
+    if (++c->requests == CHAT_REQUESTS_MAX) metrics_add(METRIC_READS_PAUSED, 1);
     r->frame = f;
     snprintf(r->room, sizeof r->room, "%s", s->room_name);
-    /* The rate is checked before anything else: an over-rate request is
-     * told so whatever else is wrong with it. */
     if (ratelimit_take(c->w, s->user_id, on_rate, r) < 0) {
         req_error(r, "unavailable", "rate limiter unavailable; resend with the same ref");
         req_free(r);

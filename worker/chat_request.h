@@ -7,6 +7,13 @@
 
 #include <stddef.h>
 
+/* Requests of one connection awaiting their reply (rate check, storage).
+ * At this many, its further frames stay unread until one is answered, so
+ * a client that sends faster than it is answered is held back by TCP
+ * instead of queueing without bound: each request holds its frame and a
+ * reference to the connection (conn.requests, conn.refs). */
+#define CHAT_REQUESTS_MAX 64
+
 struct conn;
 struct chat_session;
 

@@ -6,6 +6,9 @@
 
 #include <hiredis/hiredis.h>
 
+#include "shared/jwt.h"
+#include "shared/metrics.h"
+#include "shared/timefmt.h"
 #include "worker/redis_link.h"
 #include "worker/redis_script.h"
 #include "worker/worker.h"
@@ -37,9 +40,56 @@ static const char script[] =
 
 static struct redis_script bucket = {.body = script};
 
+/* The users Redis last refused, and until when no token can be there for
+ * them (this process's monotonic clock). While a bucket holds less than
+ * one token nobody can take from it, on any host, and refused takes do
+ * not change it, so until then Redis would refuse again: the answer is
+ * given here without a script call. The deadline counts from when the
+ * take was sent, before Redis looked, so it ends no later than Redis's
+ * own (up to the jitter of one round trip). A flooding client otherwise
+ * cost Redis a script run per frame: 100,000 frames in 1.9 s took 1.5 s
+ * of the CPU of the Redis that every host shares (bench/flood.mjs,
+ * docs/security.md). One slot per hash, overwritten on collision: a
+ * forgotten refusal only means asking Redis. */
+#define REFUSED_SLOTS 256
+
+struct refused {
+    int64_t until_ms;
+    char user_id[JWT_SUB_MAX_BYTES + 1];
+};
+
+static struct refused refused[REFUSED_SLOTS];
+
+static struct refused *refused_slot(const char *user_id)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)user_id; *p; p++) h = (h ^ *p) * 16777619u;
+    return &refused[h % REFUSED_SLOTS];
+}
+
+static void remember_refusal(const char *user_id, int64_t until_ms)
+{
+    if (strlen(user_id) > JWT_SUB_MAX_BYTES) return;
+    struct refused *r = refused_slot(user_id);
+    r->until_ms = until_ms;
+    strcpy(r->user_id, user_id);
+}
+
+bool ratelimit_refused(const char *user_id, int64_t *retry_after_ms)
+{
+    struct refused *r = refused_slot(user_id);
+    int64_t now = timefmt_mono_ms();
+    if (r->until_ms <= now || strcmp(r->user_id, user_id) != 0) return false;
+    *retry_after_ms = r->until_ms - now;
+    metrics_add(METRIC_RATE_REFUSED_LOCALLY, 1);
+    return true;
+}
+
 struct take {
     ratelimit_fn fn;
     void *arg;
+    int64_t sent_ms;
+    char user_id[JWT_SUB_MAX_BYTES + 1];
 };
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
@@ -51,7 +101,10 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
         r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER) {
         t->fn(t->arg, true, false, 0);
     } else {
-        t->fn(t->arg, false, r->element[0]->integer == 1, r->element[1]->integer);
+        bool allowed = r->element[0]->integer == 1;
+        if (!allowed && r->element[1]->integer > 0)
+            remember_refusal(t->user_id, t->sent_ms + r->element[1]->integer);
+        t->fn(t->arg, false, allowed, r->element[1]->integer);
     }
     free(t);
 }
@@ -62,6 +115,8 @@ int ratelimit_take(struct worker *w, const char *user_id, ratelimit_fn fn, void 
     if (!t) return -1;
     t->fn = fn;
     t->arg = arg;
+    t->sent_ms = timefmt_mono_ms();
+    snprintf(t->user_id, sizeof t->user_id, "%s", strlen(user_id) > JWT_SUB_MAX_BYTES ? "" : user_id);
     char key[CONFIG_PREFIX_MAX + 8 + 65], rate[32], burst[16];
     snprintf(key, sizeof key, "%srate:%s", w->cfg->redis_prefix, user_id);
     snprintf(rate, sizeof rate, "%.6f", w->cfg->rate_per_sec);

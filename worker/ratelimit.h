@@ -15,6 +15,11 @@ struct worker;
  * will be there. unavailable: Redis did not answer (reply "unavailable"). */
 typedef void (*ratelimit_fn)(void *arg, bool unavailable, bool allowed, int64_t retry_after_ms);
 
+/* True when Redis refused this user a moment ago and no token can have
+ * come since: the request is refused with retry_after_ms without asking
+ * again. Call before ratelimit_take. */
+bool ratelimit_refused(const char *user_id, int64_t *retry_after_ms);
+
 /* Returns -1 when Redis is down (no callback). */
 int ratelimit_take(struct worker *w, const char *user_id, ratelimit_fn fn, void *arg);
 

@@ -10,6 +10,7 @@
 
 #include "shared/log.h"
 #include "worker/chat_admit.h"
+#include "worker/chat_request.h"
 #include "worker/chat_session.h"
 #include "worker/conn.h"
 #include "worker/http_conn.h"
@@ -331,6 +332,9 @@ void ws_conn_on_read(struct conn *c)
     size_t max = (size_t)c->w->cfg->max_frame_bytes;
     for (int i = 0; i < FRAMES_PER_TURN; i++) {
         if (c->closed || c->close_after_flush) return;
+        /* At its limit of requests in flight (chat_request.h) the rest
+         * waits; the answer that frees a place resumes reading. */
+        if (c->requests >= CHAT_REQUESTS_MAX) return;
         size_t len = evbuffer_get_length(in);
         if (len == 0) return;
         size_t want = len < max + WS_FRAME_HEADER_MAX + 4 ? len : max + WS_FRAME_HEADER_MAX + 4;

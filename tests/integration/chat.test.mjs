@@ -695,6 +695,66 @@ test('rate limit: per user across connections on both workers, checked before va
     assert.equal(await psql(`SELECT count(*) FROM messages WHERE room = '${room}' AND user_id = 'mia'`), '3');
 });
 
+/** A counter of srv's /metrics (undefined when it has none by that name). */
+async function counter(srv, name) {
+    const r = await httpGet(srv.port, '/metrics');
+    const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(r.body);
+    return m ? Number(m[1]) : undefined;
+}
+
+test('rate limit: a flood is refused without asking Redis again, and no longer than Redis would', async (t) => {
+    // The default rate: 5/s, burst 10.
+    const srv = await startChatd({ t, workers: 1 });
+    const room = roomName('flood');
+    const c = await client(t, srv, room, srv.token({ sub: 'flooder', name: 'F' }));
+    const before = await counter(srv, 'chatd_rate_limited_locally_total');
+    assert.equal(before, 0);
+
+    const N = 300;
+    const refs = Array.from({ length: N }, (_, i) => `f${i}`);
+    for (const ref of refs) c.send({ type: 'message', text: `flood ${ref}`, ref });
+    const replies = await take(c, (e) => e.type === 'ack' || e.type === 'error', N);
+    assert.deepEqual(replies.map((r) => r.ref).sort(), [...refs].sort(), 'one reply per request');
+    const acks = replies.filter((r) => r.type === 'ack');
+    const limited = replies.filter((r) => r.type === 'error');
+    assert.ok(acks.length >= 10, `the burst passes: ${acks.length} acks`);
+    for (const e of limited) {
+        assert.equal(e.code, 'rate_limited', JSON.stringify(e));
+        // A token comes every 200 ms at 5/s.
+        assert.ok(Number.isInteger(e.retry_after_ms) && e.retry_after_ms >= 1 && e.retry_after_ms <= 200,
+            JSON.stringify(e));
+    }
+    // Once Redis has refused the user, the refusals that follow are given
+    // here: the frames after the first answers cost Redis nothing.
+    const local = (await counter(srv, 'chatd_rate_limited_locally_total')) - before;
+    assert.ok(local >= N / 2 && local <= limited.length, `${local} of ${limited.length} refusals given locally`);
+    assert.equal(await psql(`SELECT count(*) FROM messages WHERE room = '${room}'`), String(acks.length));
+
+    // The refusal lasts no longer than Redis's: once the last
+    // retry_after_ms has passed, a message is stored.
+    await new Promise((r) => setTimeout(r, limited.at(-1).retry_after_ms + 50));
+    await post(c, 'after the wait');
+});
+
+test('a connection that sends faster than it is answered waits on TCP, and every request is answered', async (t) => {
+    const srv = await startChatd({ t, workers: 1, env: NO_RATE });
+    const room = roomName('pipelined');
+    const c = await client(t, srv, room, srv.token({ sub: 'fast', name: 'Fast' }));
+    const N = 1000;
+    const refs = Array.from({ length: N }, (_, i) => `p${i}`);
+    for (const ref of refs) c.send({ type: 'message', text: `fast ${ref}`, ref });
+    const acks = await take(c, (e) => e.type === 'ack' || e.type === 'error', N, 60000);
+    const byRef = new Map(acks.map((a) => [a.ref, a]));
+    assert.equal(byRef.size, N);
+    for (const a of acks) assert.equal(a.type, 'ack', JSON.stringify(a));
+    // Sent order is commit order in a room.
+    for (let i = 1; i < N; i++) assert.ok(byRef.get(refs[i]).seq > byRef.get(refs[i - 1]).seq, refs[i]);
+    // The limit of requests in flight was reached, and reading resumed.
+    assert.ok((await counter(srv, 'chatd_websocket_reads_paused_total')) > 0);
+    await post(c, 'still served');
+    assert.equal(await psql(`SELECT count(*) FROM messages WHERE room = '${room}'`), String(N + 1));
+});
+
 // ------------------------------------------------------------ history REST
 
 test('history: pages, cursors, has_more, item fields, token in header or query', async (t) => {

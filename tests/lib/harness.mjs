@@ -322,7 +322,7 @@ function groupPids(pgid) {
     return out;
 }
 
-function childPids(ppid) {
+export function childPids(ppid) {
     const out = [];
     for (const d of fs.readdirSync('/proc')) {
         if (!/^\d+$/.test(d)) continue;

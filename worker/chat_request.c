@@ -252,7 +252,7 @@ void chat_request_handle(struct conn *c, struct chat_session *s, const char *dat
     }
     r->c = c;
     conn_ref(c);
-    if (++c->requests == CHAT_REQUESTS_MAX) metrics_add(METRIC_READS_PAUSED, 1);
+    c->requests++;
     r->frame = f;
     snprintf(r->room, sizeof r->room, "%s", s->room_name);
     if (ratelimit_take(c->w, s->user_id, on_rate, r) < 0) {

@@ -43,6 +43,7 @@ struct conn {
     uint16_t refs;
     int8_t cors_origin;        /* HTTP: CONN_CORS_* or an index into allowed_origins */
     uint8_t requests;          /* WebSocket: chat requests awaiting their reply */
+    bool reads_paused;         /* WebSocket: frames left unread at CHAT_REQUESTS_MAX */
     int64_t head_started_ms;   /* HTTP: when the unfinished head began, 0 when idle */
     bool ip_counted;           /* counted in the worker's ip_limit */
     struct ws_session *ws;     /* after the upgrade; owned */

@@ -332,11 +332,16 @@ void ws_conn_on_read(struct conn *c)
     size_t max = (size_t)c->w->cfg->max_frame_bytes;
     for (int i = 0; i < FRAMES_PER_TURN; i++) {
         if (c->closed || c->close_after_flush) return;
-        /* At its limit of requests in flight (chat_request.h) the rest
-         * waits; the answer that frees a place resumes reading. */
-        if (c->requests >= CHAT_REQUESTS_MAX) return;
         size_t len = evbuffer_get_length(in);
         if (len == 0) return;
+        /* At its limit of requests in flight (chat_request.h) the rest
+         * waits; the answer that frees a place resumes reading. */
+        if (c->requests >= CHAT_REQUESTS_MAX) {
+            if (!c->reads_paused) metrics_add(METRIC_READS_PAUSED, 1);
+            c->reads_paused = true;
+            return;
+        }
+        c->reads_paused = false;
         size_t want = len < max + WS_FRAME_HEADER_MAX + 4 ? len : max + WS_FRAME_HEADER_MAX + 4;
         uint8_t *p = evbuffer_pullup(in, (ssize_t)want);
         if (!p) {
@@ -379,6 +384,13 @@ void ws_conn_on_timeout(struct conn *c, short what)
     if (!s || s->state != WS_OPEN || (what & BEV_EVENT_WRITING)) {
         /* The close handshake or a slow reader ran out of time. */
         conn_close(c);
+        return;
+    }
+    if (c->requests >= CHAT_REQUESTS_MAX) {
+        /* Not silent: paused at its limit of requests in flight, with
+         * its frames (a pong, perhaps) unread until one is answered. */
+        s->ping_outstanding = false;
+        bufferevent_enable(c->bev, EV_READ);
         return;
     }
     if (s->ping_outstanding) {

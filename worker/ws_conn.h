@@ -52,8 +52,9 @@ bool ws_conn_congested(const struct conn *c);
  * gone after the peer answers or CLOSE_WAIT_MS. */
 void ws_conn_close(struct conn *c, uint16_t code, const char *reason);
 
-/* Handles frames the client sent while its session waited for the
- * welcome (ws_conn_on_read leaves them in the input until then). */
+/* Handles frames ws_conn_on_read left in the input: those the client
+ * sent while its session waited for the welcome, or while it had
+ * CHAT_REQUESTS_MAX requests awaiting replies. */
 void ws_conn_resume_read(struct conn *c);
 
 /* Hooks called by conn.c. */

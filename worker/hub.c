@@ -8,6 +8,7 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 
+#include "shared/hash.h"
 #include "shared/log.h"
 #include "shared/metrics.h"
 #include "shared/room.h"
@@ -86,16 +87,10 @@ struct hub {
     char control_channel[128];
 };
 
-static uint32_t hash_name(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
-    return h;
-}
 
 static struct hub_room *find_room(const struct hub *h, const char *name)
 {
-    for (struct hub_room *r = h->buckets[hash_name(name) % HUB_BUCKETS]; r; r = r->hnext)
+    for (struct hub_room *r = h->buckets[fnv1a_str(name) % HUB_BUCKETS]; r; r = r->hnext)
         if (strcmp(r->name, name) == 0) return r;
     return NULL;
 }
@@ -614,7 +609,7 @@ static struct hub_room *room_new(struct hub *h, const char *name)
         free(r);
         return NULL;
     }
-    uint32_t b = hash_name(name) % HUB_BUCKETS;
+    uint32_t b = fnv1a_str(name) % HUB_BUCKETS;
     r->hnext = h->buckets[b];
     h->buckets[b] = r;
     subscribe_room(h, r);
@@ -623,7 +618,7 @@ static struct hub_room *room_new(struct hub *h, const char *name)
 
 static void room_free(struct hub *h, struct hub_room *r)
 {
-    uint32_t b = hash_name(r->name) % HUB_BUCKETS;
+    uint32_t b = fnv1a_str(r->name) % HUB_BUCKETS;
     struct hub_room **pp = &h->buckets[b];
     while (*pp != r) pp = &(*pp)->hnext;
     *pp = r->hnext;

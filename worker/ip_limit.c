@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shared/hash.h"
+
 struct slot {
     struct ip_addr addr;
     uint32_t count;      /* 0 = free */
@@ -15,13 +17,6 @@ struct ip_limit {
 };
 
 #define INITIAL_CAP 64
-
-static uint32_t hash_addr(const struct ip_addr *a)
-{
-    uint32_t h = 2166136261u;
-    for (int i = 0; i < 16; i++) h = (h ^ a->b[i]) * 16777619u;
-    return h;
-}
 
 struct ip_limit *ip_limit_new(void)
 {
@@ -46,7 +41,7 @@ void ip_limit_free(struct ip_limit *l)
 static struct slot *find(const struct ip_limit *l, const struct ip_addr *a, bool for_insert)
 {
     uint32_t mask = l->cap - 1;
-    for (uint32_t i = hash_addr(a) & mask, n = 0; n < l->cap; i = (i + 1) & mask, n++) {
+    for (uint32_t i = fnv1a_bytes(a->b, sizeof a->b) & mask, n = 0; n < l->cap; i = (i + 1) & mask, n++) {
         struct slot *s = &l->slots[i];
         if (s->count == 0) return for_insert ? s : NULL;
         if (memcmp(&s->addr, a, sizeof *a) == 0) return s;

@@ -6,6 +6,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "shared/hash.h"
 #include "shared/jwt.h"
 #include "shared/metrics.h"
 #include "shared/timefmt.h"
@@ -62,14 +63,12 @@ static struct refused refused[REFUSED_SLOTS];
 
 static struct refused *refused_slot(const char *user_id)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)user_id; *p; p++) h = (h ^ *p) * 16777619u;
-    return &refused[h % REFUSED_SLOTS];
+    return &refused[fnv1a_str(user_id) % REFUSED_SLOTS];
 }
 
 static void remember_refusal(const char *user_id, int64_t until_ms)
 {
-    if (strlen(user_id) > JWT_SUB_MAX_BYTES) return;
+    if (!user_id[0]) return; /* an id too long to keep (ratelimit_take) */
     struct refused *r = refused_slot(user_id);
     r->until_ms = until_ms;
     strcpy(r->user_id, user_id);
@@ -116,6 +115,8 @@ int ratelimit_take(struct worker *w, const char *user_id, ratelimit_fn fn, void 
     t->fn = fn;
     t->arg = arg;
     t->sent_ms = timefmt_mono_ms();
+    /* Ids are tokens' subs, at most JWT_SUB_MAX_BYTES; one that is not
+     * is never remembered rather than remembered cut short. */
     snprintf(t->user_id, sizeof t->user_id, "%s", strlen(user_id) > JWT_SUB_MAX_BYTES ? "" : user_id);
     char key[CONFIG_PREFIX_MAX + 8 + 65], rate[32], burst[16];
     snprintf(key, sizeof key, "%srate:%s", w->cfg->redis_prefix, user_id);

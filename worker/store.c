@@ -7,6 +7,7 @@
 
 #include <event2/event.h>
 
+#include "shared/hash.h"
 #include "shared/jsonw.h"
 #include "shared/log.h"
 #include "shared/metrics.h"
@@ -85,9 +86,7 @@ struct store {
 
 static uint32_t room_lane(const char *room)
 {
-    uint32_t h = 2166136261u;
-    for (; *room; room++) h = (h ^ (uint8_t)*room) * 16777619u;
-    return h % STORE_LANES;
+    return fnv1a_str(room) % STORE_LANES;
 }
 
 static void dispatch(struct store *s);

@@ -15,6 +15,7 @@
 #include <hiredis/hiredis.h>
 
 #include "shared/config.h"
+#include "shared/hash.h"
 #include "worker/ratelimit.h"
 #include "worker/redis_script.h"
 #include "worker/worker.h"
@@ -152,16 +153,12 @@ static void test_nothing_remembered_but_a_refusal_with_a_wait(void **state)
     assert_false(refused("cat", &retry));
 }
 
-/* Another user whose id falls in the same slot (FNV-1a, 256 slots). */
+/* Another user whose id falls in the same slot (fnv1a_str, 256 slots). */
 static void same_slot_as(const char *user, char *out, size_t size)
 {
-    uint32_t want = 2166136261u;
-    for (const unsigned char *p = (const unsigned char *)user; *p; p++) want = (want ^ *p) * 16777619u;
     for (int i = 0;; i++) {
         snprintf(out, size, "u%d", i);
-        uint32_t h = 2166136261u;
-        for (const unsigned char *p = (const unsigned char *)out; *p; p++) h = (h ^ *p) * 16777619u;
-        if (strcmp(out, user) != 0 && h % 256 == want % 256) return;
+        if (strcmp(out, user) != 0 && fnv1a_str(out) % 256 == fnv1a_str(user) % 256) return;
     }
 }
 

@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import {
-    auth, httpGet, NO_RATE, openWs, psql, rnd, roomName, startChatd, waitFor, workerOf,
+    auth, httpGet, metricCounter, NO_RATE, openWs, psql, rnd, roomName, startChatd, waitFor, workerOf,
 } from '../lib/harness.mjs';
 
 const TS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
@@ -695,19 +695,12 @@ test('rate limit: per user across connections on both workers, checked before va
     assert.equal(await psql(`SELECT count(*) FROM messages WHERE room = '${room}' AND user_id = 'mia'`), '3');
 });
 
-/** A counter of srv's /metrics (undefined when it has none by that name). */
-async function counter(srv, name) {
-    const r = await httpGet(srv.port, '/metrics');
-    const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(r.body);
-    return m ? Number(m[1]) : undefined;
-}
-
 test('rate limit: a flood is refused without asking Redis again, and no longer than Redis would', async (t) => {
     // The default rate: 5/s, burst 10.
     const srv = await startChatd({ t, workers: 1 });
     const room = roomName('flood');
     const c = await client(t, srv, room, srv.token({ sub: 'flooder', name: 'F' }));
-    const before = await counter(srv, 'chatd_rate_limited_locally_total');
+    const before = await metricCounter(srv, 'chatd_rate_limited_locally_total');
     assert.equal(before, 0);
 
     const N = 300;
@@ -726,7 +719,7 @@ test('rate limit: a flood is refused without asking Redis again, and no longer t
     }
     // Once Redis has refused the user, the refusals that follow are given
     // here: the frames after the first answers cost Redis nothing.
-    const local = (await counter(srv, 'chatd_rate_limited_locally_total')) - before;
+    const local = (await metricCounter(srv, 'chatd_rate_limited_locally_total')) - before;
     assert.ok(local >= N / 2 && local <= limited.length, `${local} of ${limited.length} refusals given locally`);
     assert.equal(await psql(`SELECT count(*) FROM messages WHERE room = '${room}'`), String(acks.length));
 
@@ -753,7 +746,7 @@ test('a connection that sends faster than it is answered waits on TCP, and every
     // Sent order is commit order in a room.
     for (let i = 1; i < N; i++) assert.ok(byRef.get(refs[i]).seq > byRef.get(refs[i - 1]).seq, refs[i]);
     // The limit of requests in flight was reached, and reading resumed.
-    assert.ok((await counter(srv, 'chatd_websocket_reads_paused_total')) > 0);
+    assert.ok((await metricCounter(srv, 'chatd_websocket_reads_paused_total')) > 0);
     await post(c, 'still served');
     assert.equal(await psql(`SELECT count(*) FROM messages WHERE room = '${room}'`), String(N + 1));
 });

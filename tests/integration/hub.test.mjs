@@ -15,12 +15,10 @@
 // announces one join and no leave).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import path from 'node:path';
 import {
-    auth, decodeToken, env, expectHttpError, httpGet, NO_RATE, openWs, psql, redisCli, rnd, roomName, ROOT, startChatd, waitFor, workerOf,
+    auth, chatctlFor, decodeToken, expectHttpError, httpGet, NO_RATE, openWs, psql, redisCli, rnd, roomName, startChatd, waitFor, workerOf,
 } from '../lib/harness.mjs';
 
 const REPLY_MS = 15000;
@@ -145,21 +143,7 @@ function serverPidOf(srv, c) {
 }
 
 /** Runs bin/chatctl against srv's hub: {code, stdout, stderr}. */
-function chatctl(srv, args, extraEnv = {}) {
-    const base = {};
-    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('CHAT_')) base[k] = v;
-    const childEnv = {
-        ...base,
-        CHAT_REDIS_URL: env.redisUrl,
-        CHAT_REDIS_PREFIX: srv.prefix,
-        CHAT_JWT_SECRET: srv.secret,
-        ...extraEnv,
-    };
-    return new Promise((resolve) => {
-        execFile(path.join(ROOT, 'bin/chatctl'), args, { env: childEnv, encoding: 'utf8', timeout: 20000 },
-            (err, stdout, stderr) => resolve({ code: err ? err.code : 0, stdout, stderr }));
-    });
-}
+const chatctl = (srv, args, extraEnv = {}) => chatctlFor(srv, args, extraEnv, 20000);
 
 // ---------------------------------------------------------------------------
 

@@ -8,24 +8,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ROOT, env, psql, sq } from '../lib/harness.mjs';
+import { ROOT, env, psql, runChatctl, sq } from '../lib/harness.mjs';
 
 const dsn = env.pgIcuDsn;
 const q = (sql) => psql(sql, dsn);
 
-function migrate() {
-    const childEnv = {};
-    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('CHAT_')) childEnv[k] = v;
-    childEnv.CHAT_PG_DSN = dsn;
-    return new Promise((resolve) => {
-        execFile(path.join(ROOT, 'bin/chatctl'), ['migrate', '--dir', path.join(ROOT, 'sql')],
-            { env: childEnv, encoding: 'utf8', timeout: 60000 },
-            (err, stdout, stderr) => resolve({ code: err ? err.code : 0, stdout, stderr }));
-    });
-}
+const migrate = () => runChatctl(['migrate', '--dir', path.join(ROOT, 'sql')], { CHAT_PG_DSN: dsn }, 60000);
 
 test('migrate: from scratch on an ICU en-US database; keys in byte order; the write path works', async () => {
     // The database is what this test is about: linguistic order, where

@@ -145,6 +145,34 @@ export async function psql(sql, dsn = env.pgTestDsn) {
         { timeout: 30000 }));
 }
 
+/**
+ * Runs bin/chatctl with the given CHAT_* settings and none inherited from
+ * this process: {code, stdout, stderr}.
+ */
+export function runChatctl(args, settings = {}, timeoutMs = 20000) {
+    const childEnv = {};
+    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('CHAT_')) childEnv[k] = v;
+    Object.assign(childEnv, settings);
+    return new Promise((resolve) => {
+        execFile(path.join(ROOT, 'bin/chatctl'), args, { env: childEnv, encoding: 'utf8', timeout: timeoutMs },
+            (err, stdout, stderr) => resolve({ code: err ? err.code : 0, stdout, stderr }));
+    });
+}
+
+/** bin/chatctl against srv's hub: its Redis prefix and secret, then extra settings. */
+export function chatctlFor(srv, args, extra = {}, timeoutMs = 20000) {
+    return runChatctl(args, {
+        CHAT_REDIS_URL: env.redisUrl, CHAT_REDIS_PREFIX: srv.prefix, CHAT_JWT_SECRET: srv.secret, ...extra,
+    }, timeoutMs);
+}
+
+/** A counter of srv's /metrics without labels (undefined when it has none by that name). */
+export async function metricCounter(srv, name) {
+    const r = await httpGet(srv.port, '/metrics');
+    const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(r.body);
+    return m ? Number(m[1]) : undefined;
+}
+
 /** scripts/services.sh <cmd>: start, stop, stop-redis, start-redis, stop-pg, start-pg, status. */
 export async function services(cmd) {
     return execFileP(path.join(ROOT, 'scripts/services.sh'), [cmd], { timeout: 120000 });

@@ -9,11 +9,9 @@
 // Serial: this stops the shared test Redis, and always starts it again.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
-import path from 'node:path';
 import {
-    ROOT, env, httpGet, openWs, psql, redisCli, services, sleep, startChatd, waitFor,
+    chatctlFor, httpGet, openWs, psql, redisCli, services, sleep, startChatd, waitFor,
 } from '../../lib/harness.mjs';
 
 const REPLY_MS = 20000;
@@ -45,15 +43,7 @@ async function join(srv, room, sub, worker) {
     }
 }
 
-function chatctl(srv, args) {
-    const base = {};
-    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('CHAT_')) base[k] = v;
-    const childEnv = { ...base, CHAT_REDIS_URL: env.redisUrl, CHAT_REDIS_PREFIX: srv.prefix, CHAT_JWT_SECRET: srv.secret };
-    return new Promise((resolve) => {
-        execFile(path.join(ROOT, 'bin/chatctl'), args, { env: childEnv, encoding: 'utf8', timeout: 30000 },
-            (err, stdout, stderr) => resolve({ code: err ? err.code : 0, stdout, stderr }));
-    });
-}
+const chatctl = (srv, args) => chatctlFor(srv, args, {}, 30000);
 
 /** Every worker of both instances ready: /readyz 200 on a batch of fresh requests. */
 async function ready(srv) {

@@ -12,16 +12,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-    httpGet, mintToken, NO_RATE, openWs, redisCli, sleep, startChatd, waitFor,
+    httpGet, metricCounter, mintToken, NO_RATE, openWs, redisCli, sleep, startChatd, waitFor,
 } from '../../lib/harness.mjs';
 
 const REPLY_MS = 20000;
-
-async function counter(srv, name) {
-    const r = await httpGet(srv.port, '/metrics');
-    const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(r.body);
-    return m ? Number(m[1]) : undefined;
-}
 
 test('70,000 requests pipelined into a stalled Redis, then a close: the worker lives and serves', async (t) => {
     const srv = await startChatd({ t, workers: 1, env: NO_RATE });
@@ -31,7 +25,7 @@ test('70,000 requests pipelined into a stalled Redis, then a close: the worker l
     const bystander = await openWs(url, { token: mintToken(srv.secret, { sub: 'bystander' }) });
     const workers = srv.children().sort();
     const redisPid = Number(/process_id:(\d+)/.exec(await redisCli('INFO', 'server'))[1]);
-    const before = await counter(srv, 'chatd_websocket_reads_paused_total');
+    const before = await metricCounter(srv, 'chatd_websocket_reads_paused_total');
 
     process.kill(redisPid, 'SIGSTOP');
     try {
@@ -47,7 +41,7 @@ test('70,000 requests pipelined into a stalled Redis, then a close: the worker l
     } finally {
         process.kill(redisPid, 'SIGCONT');
     }
-    assert.ok((await counter(srv, 'chatd_websocket_reads_paused_total')) > before, 'the flooder was paused');
+    assert.ok((await metricCounter(srv, 'chatd_websocket_reads_paused_total')) > before, 'the flooder was paused');
 
     // The worker is the same process, and serves: the bystander's message
     // is acked and broadcast once Redis is back.

@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -95,11 +94,13 @@ void ws_conn_upgrade(struct http_req *req)
     chat_admit(req, accept);
 }
 
-/* The 101 goes straight to the socket when nothing is queued before it:
- * through the bufferevent it would cost a write event, two epoll_ctl and
- * a loop turn, on every upgrade. What the kernel does not take (it always
- * takes all of a fresh socket's) is left to the bufferevent, as are
- * errors, which its write then reports. -1: out of memory. */
+static struct ws_shared *bytes_new(const void *data, size_t len);
+
+/* The 101 waits in the connection's queue for the welcome and leaves with
+ * it in one writev: the client can do nothing before its welcome, and a
+ * write of its own costs a system call and a wakeup of the client on
+ * every upgrade. Whatever is sent first (the welcome, a ping, a close)
+ * carries it. -1: out of memory. */
 static int send_switching(struct conn *c, const char *accept_key)
 {
     char head[256];
@@ -110,14 +111,11 @@ static int send_switching(struct conn *c, const char *accept_key)
                      "Sec-WebSocket-Accept: %s\r\n\r\n",
                      accept_key);
     if (n < 0 || (size_t)n >= sizeof head) n = 0; /* cannot happen: the key is 28 characters */
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    ssize_t sent = 0;
-    if (evbuffer_get_length(out) == 0) {
-        sent = send(bufferevent_getfd(c->bev), head, (size_t)n, MSG_NOSIGNAL);
-        if (sent < 0) sent = 0;
-    }
-    if (sent < n && evbuffer_add(out, head + sent, (size_t)(n - sent)) < 0) return -1;
-    return 0;
+    struct ws_shared *f = bytes_new(head, (size_t)n);
+    if (!f) return -1;
+    int r = ws_out_hold(c, &c->ws->out, f);
+    ws_shared_release(f);
+    return r;
 }
 
 int ws_conn_accept(struct conn *c, const char *accept_key, struct chat_session *session)
@@ -190,6 +188,16 @@ static bool make_room(struct conn *c, size_t len)
         return false;
     }
     return true;
+}
+
+static struct ws_shared *bytes_new(const void *data, size_t len)
+{
+    struct ws_shared *f = malloc(sizeof *f + len);
+    if (!f) return NULL;
+    f->refs = 1;
+    f->len = (uint32_t)len;
+    memcpy(f->data, data, len);
+    return f;
 }
 
 static struct ws_shared *frame_new(uint8_t opcode, const void *payload, size_t len)

@@ -49,9 +49,8 @@ static void mark_dirty(struct conn *c, struct ws_out *o)
     w->dirty_head = c;
 }
 
-int ws_out_push(struct conn *c, struct ws_out *o, struct ws_shared *f)
+static int enqueue(struct conn *c, struct ws_out *o, struct ws_shared *f)
 {
-    metrics_add(METRIC_FRAMES_OUT, 1);
     metrics_add(METRIC_BYTES_OUT, f->len);
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) return to_evbuffer(c, f, 0);
     if (o->len == o->cap) {
@@ -65,8 +64,20 @@ int ws_out_push(struct conn *c, struct ws_out *o, struct ws_shared *f)
     f->refs++;
     o->items[o->len++] = (struct ws_out_item){.f = f, .off = 0};
     o->bytes += f->len;
+    return 0;
+}
+
+int ws_out_push(struct conn *c, struct ws_out *o, struct ws_shared *f)
+{
+    metrics_add(METRIC_FRAMES_OUT, 1);
+    if (enqueue(c, o, f) < 0) return -1;
     mark_dirty(c, o);
     return 0;
+}
+
+int ws_out_hold(struct conn *c, struct ws_out *o, struct ws_shared *f)
+{
+    return enqueue(c, o, f);
 }
 
 /* Forgets the first n bytes of the queue: they were written. */

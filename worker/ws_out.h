@@ -41,6 +41,11 @@ struct ws_out {
  * of memory (the frame is not sent). */
 int ws_out_push(struct conn *c, struct ws_out *o, struct ws_shared *f);
 
+/* Queues f like ws_out_push but schedules no write: it leaves with the
+ * next pushed frame, in the same system call. For the upgrade's 101,
+ * whose client can do nothing before the welcome anyway. */
+int ws_out_hold(struct conn *c, struct ws_out *o, struct ws_shared *f);
+
 /* Writes every queue that got frames in this loop turn (the worker's
  * flush event). */
 void ws_out_flush_dirty(struct worker *w);

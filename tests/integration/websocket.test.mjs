@@ -326,6 +326,31 @@ test('websocket endpoint', async (t) => {
         }
     });
 
+    await t.test('handshake: the 101 leaves with the welcome, in one write', async () => {
+        const sock = net.connect({ host: '127.0.0.1', port: srv.port });
+        try {
+            const first = await new Promise((resolve, reject) => {
+                const timer = setTimeout(() => reject(new Error('no response within 5 s')), 5000);
+                sock.once('data', (d) => { clearTimeout(timer); resolve(d); });
+                sock.once('error', reject);
+                sock.write(requestHead(srv.port, `/api/chat?room=${uniq()}`, upgradeHeaders(bearer())));
+            });
+            const r = parseResponse(first);
+            assert.ok(r.complete, `first read: ${first.toString('latin1')}`);
+            assert.equal(r.status, 101);
+            // A whole unmasked text frame follows in the same segment.
+            assert.ok(r.rest.length >= 2, `the first read held the 101 alone (${first.length} bytes)`);
+            assert.equal(r.rest[0], 0x81);
+            const len = r.rest[1] & 0x7f;
+            const off = len === 126 ? 4 : 2;
+            const n = len === 126 ? r.rest.readUInt16BE(2) : len;
+            assert.equal(r.rest.length, off + n);
+            assert.equal(JSON.parse(r.rest.subarray(off).toString('utf8')).type, 'welcome');
+        } finally {
+            sock.destroy();
+        }
+    });
+
     await t.test('handshake: ws checks Sec-WebSocket-Accept on a normal upgrade', async () => {
         const c = await openWs(srv.wsUrl(`/api/chat?room=${uniq()}`), { token: member() });
         assert.equal(c.welcome.type, 'welcome');

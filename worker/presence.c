@@ -24,17 +24,22 @@
  * and the last leave on the room's channel ("p <user>\n" + JSON, as hub.h).
  * Counts move with HINCRBY, one call where a read and a write were two:
  * Redis's time per connection is mostly the cost of each redis.call
- * (docs/performance.md, "What bounds these"). */
+ * (docs/performance.md, "What bounds these"). d is delta as the worker
+ * sent it, passed on as it is: a Lua number becomes a command argument
+ * through printf. uj is the user's JSON object as the worker wrote it,
+ * spliced into the event (room names need no escaping); without them
+ * (reaping, reconciling) the script formats both itself. */
 #define LUA_CHANGE                                                                          \
-    "local function change(p, room, user, name, role, delta)\n"                             \
+    "local function change(p, room, user, name, role, delta, d, uj)\n"                      \
     "  if delta == 0 then return end\n"                                                     \
+    "  local by = d or delta\n"                                                             \
     "  local ukey = p .. 'user:' .. user\n"                                                 \
     "  if not name then name = redis.call('HGET', ukey, 'name') or user end\n"              \
     "  local rkey = p .. 'room_users:' .. room\n"                                           \
-    "  local after = redis.call('HINCRBY', rkey, user, delta)\n"                            \
+    "  local after = redis.call('HINCRBY', rkey, user, by)\n"                               \
     "  local before = after - delta\n"                                                      \
     "  if after <= 0 then redis.call('HDEL', rkey, user) end\n"                             \
-    "  local ua = redis.call('HINCRBY', p .. 'user_conns', user, delta)\n"                  \
+    "  local ua = redis.call('HINCRBY', p .. 'user_conns', user, by)\n"                     \
     "  if ua <= 0 then\n"                                                                   \
     "    redis.call('HDEL', p .. 'user_conns', user)\n"                                     \
     "    redis.call('SREM', p .. 'online', user)\n"                                         \
@@ -52,14 +57,20 @@
     "    redis.call('HDEL', p .. 'room_names:' .. room, user)\n"                            \
     "  end\n"                                                                               \
     "  if ev then\n"                                                                        \
-    "    redis.call('PUBLISH', p .. 'room:' .. room, 'p ' .. user .. '\\n' .. cjson.encode(\n"  \
-    "      {type = ev, room = room, user = {id = user, name = name}}))\n"                   \
+    "    local body\n"                                                                      \
+    "    if uj then\n"                                                                      \
+    "      body = '{\"type\":\"' .. ev .. '\",\"room\":\"' .. room .. '\",\"user\":' .. uj .. '}'\n" \
+    "    else\n"                                                                            \
+    "      body = cjson.encode({type = ev, room = room, user = {id = user, name = name}})\n" \
+    "    end\n"                                                                             \
+    "    redis.call('PUBLISH', p .. 'room:' .. room, 'p ' .. user .. '\\n' .. body)\n"     \
     "  end\n"                                                                               \
     "end\n"
 
 /* ARGV: prefix, instance, alive_ms, reconcile (0/1), then groups of room,
  * user, name, role, delta (reconcile: the count), list (1: return the
- * room's online users as they are after this group). With reconcile the
+ * room's online users as they are after this group), the user's JSON
+ * object ('': none). With reconcile the
  * instance's counts become exactly the given ones and its heartbeat is
  * renewed; otherwise the heartbeat script renews it. Returns one list per
  * group that asked, in order, each as id, name, id, name, ... */
@@ -73,20 +84,23 @@ static struct redis_script apply_script = {
     "redis.call('SADD', p .. 'instances', inst)\n"
     "local ikey = p .. 'inst:' .. inst\n"
     "local seen, lists = {}, {}\n"
-    "for i = 5, #ARGV, 6 do\n"
+    "for i = 5, #ARGV, 7 do\n"
     "  local room, user, name, role = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]\n"
-    "  local n = tonumber(ARGV[i + 4])\n"
+    "  local d, uj = ARGV[i + 4], ARGV[i + 6]\n"
+    "  if uj == '' then uj = nil end\n"
+    "  local n = tonumber(d)\n"
     "  local field = room .. '\\31' .. user\n"
     "  local delta = n\n"
     "  if reconcile then\n"
     "    delta = n - tonumber(redis.call('HGET', ikey, field) or '0'); seen[field] = true\n"
+    "    d = nil\n"
     "  end\n"
-    "  local now = redis.call('HINCRBY', ikey, field, delta)\n"
+    "  local now = redis.call('HINCRBY', ikey, field, d or delta)\n"
     /* Never below zero: a leave these counts never saw (this instance
      * was reaped meanwhile) changes nothing. */
-    "  if now < 0 then delta = delta - now; now = 0 end\n"
+    "  if now < 0 then delta = delta - now; now = 0; d = nil end\n"
     "  if now <= 0 then redis.call('HDEL', ikey, field) end\n"
-    "  change(p, room, user, name, role, delta)\n"
+    "  change(p, room, user, name, role, delta, d, uj)\n"
     /* One HGETALL, not a lookup per member: a room filling up would
      * cost O(n^2) lookups otherwise. */
     "  if ARGV[i + 5] == '1' then\n"
@@ -158,11 +172,11 @@ static struct redis_script list_script = {
 struct presence_op {
     struct presence_op *next;
     struct conn *c;         /* a join waiting for its room's list (ref held); NULL for a leave */
-    const char *argv[6];    /* room, user, name, role, delta, list: point into buf */
+    const char *argv[7];    /* room, user, name, role, delta, list, user JSON: point into buf */
     char buf[];
 };
 
-/* Groups per script call: bounds its arguments (4 + 6 each). */
+/* Groups per script call: bounds its arguments (4 + 7 each). */
 #define PRESENCE_BATCH_MAX 128
 
 struct presence {
@@ -293,7 +307,7 @@ static void reconcile(struct presence *p)
         if (s && s->state != CHAT_CLOSED) all[n++] = s;
     }
     qsort(all, n, sizeof *all, by_room_user);
-    const char **argv = calloc(4 + (size_t)n * 6, sizeof *argv);
+    const char **argv = calloc(4 + (size_t)n * 7, sizeof *argv);
     char (*counts)[16] = calloc(n + 1, sizeof *counts);
     if (!argv || !counts) goto out;
     argv[0] = w->cfg->redis_prefix;
@@ -311,6 +325,7 @@ static void reconcile(struct presence *p)
         argv[k++] = jwt_role_name(all[i]->role);
         argv[k++] = counts[groups];
         argv[k++] = "0";
+        argv[k++] = "";
         i = j;
     }
     redis_script_run(w->redis, &apply_script, NULL, NULL, 0, (int)k, argv, NULL);
@@ -402,7 +417,7 @@ static bool flush_some(struct presence *p)
     int n = 0, njoins = 0;
     for (struct presence_op *op = p->head; op && n < PRESENCE_BATCH_MAX; op = op->next, n++)
         if (op->c) njoins++;
-    const char **argv = malloc((4 + (size_t)n * 6) * sizeof *argv);
+    const char **argv = malloc((4 + (size_t)n * 7) * sizeof *argv);
     struct presence_call *call = malloc(sizeof *call + (size_t)njoins * sizeof call->joins[0]);
     if (!argv || !call) {
         free(argv);
@@ -420,7 +435,7 @@ static bool flush_some(struct presence *p)
     for (int i = 0; i < n; i++) {
         struct presence_op *op = p->head;
         p->head = op->next;
-        for (int j = 0; j < 6; j++) argv[k++] = op->argv[j];
+        for (int j = 0; j < 7; j++) argv[k++] = op->argv[j];
         if (op->c) call->joins[call->n++] = op->c;
     }
     if (!p->head) p->tail = NULL;
@@ -456,7 +471,10 @@ static int enqueue(struct presence *p, struct conn *c, const struct chat_session
                    const char *list)
 {
     const char *src[6] = {s->room_name, s->user_id, s->user_name, jwt_role_name(s->role), delta, list};
-    size_t size = 0;
+    size_t id_len = strlen(s->user_id), name_len = strlen(s->user_name);
+    size_t user_json = sizeof "{\"id\":,\"name\":}" - 1 + jsonw_str_len(s->user_id, id_len) +
+                       jsonw_str_len(s->user_name, name_len) + 1;
+    size_t size = user_json;
     for (int i = 0; i < 6; i++) size += strlen(src[i]) + 1;
     struct presence_op *op = malloc(sizeof *op + size);
     if (!op) return -1;
@@ -467,6 +485,18 @@ static int enqueue(struct presence *p, struct conn *c, const struct chat_session
         op->argv[i] = dst;
         dst += len;
     }
+    struct jsonw jw;
+    jsonw_init(&jw, dst, user_json);
+    jsonw_raw(&jw, "{\"id\":");
+    jsonw_str(&jw, s->user_id, id_len);
+    jsonw_raw(&jw, ",\"name\":");
+    jsonw_str(&jw, s->user_name, name_len);
+    jsonw_raw(&jw, "}");
+    if (jsonw_finish(&jw) < 0) { /* cannot happen: the size is exact */
+        free(op);
+        return -1;
+    }
+    op->argv[6] = dst;
     op->next = NULL;
     op->c = c;
     if (c) conn_ref(c);

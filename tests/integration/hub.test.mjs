@@ -193,12 +193,14 @@ test('messages, typing and join/leave cross workers and instances', async (t) =>
     assert.equal(presenceOf(c[1], 'typing', 'u1').length, 0, 'typing is not echoed to its sender');
 
     // A newcomer on B: all four see one join; its leave reaches all four.
-    const n = await join(b, room, { sub: 'u4', name: 'Newcomer' });
+    // Its name needs escaping in the events' JSON.
+    const newcomer = 'New "comer" \\ é ☃';
+    const n = await join(b, room, { sub: 'u4', name: newcomer });
     assert.deepEqual(ids(n.welcome.online), ['u0', 'u1', 'u2', 'u3', 'u4']);
     const about = (type, user) => (e) => e.type === type && e.user?.id === user;
-    for (const x of c) assert.deepEqual(await x.next(about('join', 'u4'), REPLY_MS), { type: 'join', room, user: { id: 'u4', name: 'Newcomer' } });
+    for (const x of c) assert.deepEqual(await x.next(about('join', 'u4'), REPLY_MS), { type: 'join', room, user: { id: 'u4', name: newcomer } });
     await n.close();
-    for (const x of c) assert.deepEqual(await x.next(about('leave', 'u4'), REPLY_MS), { type: 'leave', room, user: { id: 'u4', name: 'Newcomer' } });
+    for (const x of c) assert.deepEqual(await x.next(about('leave', 'u4'), REPLY_MS), { type: 'leave', room, user: { id: 'u4', name: newcomer } });
     await barrier(c[2], c);
     for (const x of c) {
         assert.equal(presenceOf(x, 'join', 'u4').length, 1);

@@ -34,16 +34,33 @@ static const struct route routes[] = {
     {"/api/users", rest_users, true},
 };
 
-static void preflight(struct http_req *req)
+/* The Allow header of a route: HEAD is not an upgrade, and only the API
+ * paths answer preflights. */
+static const char *route_allow(const struct route *r)
 {
+    if (r->get == ws_conn_upgrade) return "Allow: GET, OPTIONS\r\n";
+    return r->api ? "Allow: GET, HEAD, OPTIONS\r\n" : "Allow: GET, HEAD\r\n";
+}
+
+static void preflight(struct http_req *req, const struct route *r)
+{
+    /* No Origin: not a preflight but a plain question about the path
+     * (RFC 9110 9.3.7), answered with its methods. */
+    if (!http_head_get(req->head, "Origin")) {
+        http_reply(req->c, 204, NULL, NULL, 0, route_allow(r));
+        return;
+    }
     if (req->c->cors_origin == CONN_CORS_NONE) {
         http_reply_error(req->c, 403, "forbidden", "origin not allowed");
         return;
     }
-    http_reply(req->c, 204, NULL, NULL, 0,
-               "Access-Control-Allow-Methods: GET, OPTIONS\r\n"
-               "Access-Control-Allow-Headers: Authorization, Content-Type\r\n"
-               "Access-Control-Max-Age: 600\r\n");
+    char headers[256];
+    snprintf(headers, sizeof headers,
+             "%sAccess-Control-Allow-Methods: GET, OPTIONS\r\n"
+             "Access-Control-Allow-Headers: Authorization, Content-Type\r\n"
+             "Access-Control-Max-Age: 600\r\n",
+             route_allow(r));
+    http_reply(req->c, 204, NULL, NULL, 0, headers);
 }
 
 void http_routes_dispatch(struct http_req *req)
@@ -57,12 +74,11 @@ void http_routes_dispatch(struct http_req *req)
         if (is_get || (is_head && r->get != ws_conn_upgrade)) {
             r->get(req);
         } else if (r->api && http_str_eq(h->method, "OPTIONS")) {
-            preflight(req);
+            preflight(req, r);
         } else {
             req->c->keep_alive = req->c->keep_alive && !req->has_body;
-            char allow[64];
-            snprintf(allow, sizeof allow, "Allow: GET, HEAD%s\r\n", r->api ? ", OPTIONS" : "");
-            http_reply_error_with(req->c, 405, "method_not_allowed", "method not allowed", allow);
+            http_reply_error_with(req->c, 405, "method_not_allowed", "method not allowed",
+                                  route_allow(r));
         }
         return;
     }

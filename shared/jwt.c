@@ -123,8 +123,14 @@ static int check_header(const json_t *h, char *err, size_t errlen)
      * whose public key could be misused as an HMAC secret. */
     if (!json_is_string(alg) || strcmp(json_string_value(alg), "HS256") != 0)
         return fail(err, errlen, "token alg must be HS256");
+    /* Explicit typing (RFC 8725 3.11): another kind of token signed with
+     * the same secret (at+jwt, say) is not taken for ours. "JWT" is short
+     * for application/JWT (RFC 7515 4.1.9), and media types compare
+     * without regard to case. */
     const json_t *typ = json_object_get(h, "typ");
-    if (typ && (!json_is_string(typ) || strcasecmp(json_string_value(typ), "JWT") != 0))
+    const char *t = json_string_value(typ);
+    if (t && strncasecmp(t, "application/", 12) == 0) t += 12;
+    if (typ && (!t || strcasecmp(t, "JWT") != 0))
         return fail(err, errlen, "token typ must be JWT");
     /* RFC 7515, 4.1.11: extensions listed in crit must be understood or
      * the token refused. We understand none. */

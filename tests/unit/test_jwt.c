@@ -226,7 +226,10 @@ static void test_typ_variants(void **state)
     (void)state;
     const char *ok[] = {"{\"alg\":\"HS256\"}", "{\"alg\":\"HS256\",\"typ\":\"jwt\"}",
                         "{\"typ\":\"Jwt\",\"alg\":\"HS256\",\"kid\":\"k1\"}",
-                        " { \"alg\" : \"HS256\" } "};
+                        " { \"alg\" : \"HS256\" } ",
+                        /* RFC 7515 4.1.9: "JWT" is short for this media type. */
+                        "{\"alg\":\"HS256\",\"typ\":\"application/jwt\"}",
+                        "{\"alg\":\"HS256\",\"typ\":\"Application/JWT\"}"};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         char *tok = mk_with(ok[i], "{\"sub\":\"a\"}", CUR);
         struct jwt_claims c;
@@ -235,7 +238,10 @@ static void test_typ_variants(void **state)
         free(tok);
     }
     const char *bad[] = {"{\"alg\":\"HS256\",\"typ\":\"JWS\"}",
-                         "{\"alg\":\"HS256\",\"typ\":\"application/jwt\"}",
+                         "{\"alg\":\"HS256\",\"typ\":\"at+jwt\"}",
+                         "{\"alg\":\"HS256\",\"typ\":\"application/at+jwt\"}",
+                         "{\"alg\":\"HS256\",\"typ\":\"text/jwt\"}",
+                         "{\"alg\":\"HS256\",\"typ\":\"application/\"}",
                          "{\"alg\":\"HS256\",\"typ\":1}", "{\"alg\":\"HS256\",\"typ\":null}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *tok = mk_with(bad[i], "{\"sub\":\"a\"}", CUR);

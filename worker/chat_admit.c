@@ -19,7 +19,6 @@
 #include "worker/redis_link.h"
 #include "worker/worker.h"
 #include "worker/ws_conn.h"
-#include "worker/ws_handshake.h"
 
 /* The page chatd itself served (same scheme-less host:port as the request
  * was sent to) is never cross-site, whatever allowed_origins lists. */
@@ -130,52 +129,19 @@ int chat_admit_check_ban(struct worker *w, const char *user_id, chat_ban_fn done
     return 0;
 }
 
-/* Waiting for Redis to say whether the user is banned. */
-struct admission {
-    struct conn *c;
-    struct chat_session *session;
-    char accept[WS_ACCEPT_LEN + 1];
-};
-
 /* What a welcome (and catching up) would wait for and cannot have now,
  * or NULL: a room this worker follows needs nothing more; another needs
  * PostgreSQL for its position and the subscription link for its changes;
- * catching up reads PostgreSQL. Refused before the upgrade, the client
- * gets a 503 at once, where it would otherwise wait in silence. */
+ * catching up reads PostgreSQL; the join (which brings the ban verdict)
+ * needs the command link. Refused before the upgrade, the client gets a
+ * 503 at once, where it would otherwise wait in silence. */
 static const char *missing_for_welcome(struct worker *w, const struct chat_session *s)
 {
     bool followed = hub_position_known(w->hub, s->room_name);
+    if (!redis_link_up(w->redis)) return "redis is down";
     if (!pg_pool_up(w->pg) && (s->has_since || !followed)) return "postgresql is down";
     if (!followed && !hub_subscriptions_up(w->hub)) return "redis is down";
     return NULL;
-}
-
-static void on_admission(void *arg, int status)
-{
-    struct admission *a = arg;
-    struct conn *c = a->c;
-    const char *missing;
-    if (c->closed) {
-        chat_session_free(a->session);
-    } else if (status == 503) {
-        chat_session_free(a->session);
-        http_reply_error(c, 503, "unavailable", "redis did not answer");
-    } else if (status == 403) {
-        chat_session_free(a->session);
-        http_reply_error(c, 403, "forbidden", "user is banned");
-    } else if (c->w->draining) {
-        chat_session_free(a->session);
-        http_reply_error(c, 503, "unavailable", "server is shutting down");
-    } else if ((missing = missing_for_welcome(c->w, a->session))) {
-        chat_session_free(a->session);
-        http_reply_error(c, 503, "unavailable", missing);
-    } else {
-        /* The upgrade happens inside the async window, so the connection
-         * leaves HTTP before end_async could resume HTTP parsing. */
-        ws_conn_accept(c, a->accept, a->session);
-    }
-    free(a);
-    http_end_async(c);
 }
 
 void chat_admit(struct http_req *req, const char *accept_key)
@@ -197,22 +163,20 @@ void chat_admit(struct http_req *req, const char *accept_key)
         http_reply_error(c, 403, "forbidden", "token does not allow this room");
         return;
     }
-    struct admission *a = calloc(1, sizeof *a);
-    struct chat_session *s = a ? chat_session_new(&claims, room, has_since == 1, since) : NULL;
+    struct chat_session *s = chat_session_new(&claims, room, has_since == 1, since);
     jwt_claims_clear(&claims);
     if (!s) {
-        free(a);
         http_reply_error(c, 503, "unavailable", "out of memory");
         return;
     }
-    a->c = c;
-    a->session = s;
-    memcpy(a->accept, accept_key, sizeof a->accept);
-    http_begin_async(c);
-    if (chat_admit_check_ban(c->w, s->user_id, on_admission, a) < 0) {
+    const char *missing = missing_for_welcome(c->w, s);
+    if (missing) {
         chat_session_free(s);
-        free(a);
-        http_reply_error(c, 503, "unavailable", "redis is down");
-        http_end_async(c);
+        http_reply_error(c, 503, "unavailable", missing);
+        return;
     }
+    /* The ban set is read by the presence join, in the same Redis call:
+     * the 101 waits in the connection's queue until then, and a banned
+     * user still gets the 403 (ws_conn_refuse). */
+    ws_conn_accept(c, accept_key, s);
 }

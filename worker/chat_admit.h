@@ -4,8 +4,9 @@
 /* Who may open a chat socket, decided before the upgrade (PROTOCOL.md
  * sections 1-3): Origin allow-list (403), room name and since (400),
  * token from the Authorization header or the token parameter (401), the
- * token's rooms claim (403), and the ban set in Redis (403; 503 when
- * Redis does not answer). On success it calls ws_conn_accept. */
+ * token's rooms claim (403), and what the welcome needs (503). Then it
+ * calls ws_conn_accept; the ban set in Redis is read with the presence
+ * join, before the 101 leaves (403; 503 when Redis does not answer). */
 
 #include <stdbool.h>
 

@@ -50,6 +50,7 @@ struct chat_session {
     bool has_since;
     bool replay_overflow;
     bool presence_added;          /* counted in Redis (or will be by a reconcile) */
+    bool join_pending;            /* the join's verdict has not come back: no leave yet */
     bool pos_known;               /* the hub told us the room's position */
     bool online_known;
     /* Point into strings[], which holds them exactly sized: an idle

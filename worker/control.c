@@ -14,8 +14,6 @@
 #include "worker/worker.h"
 #include "worker/ws_conn.h"
 
-#define CLOSE_KICKED 4003
-
 static void kick(struct worker *w, const char *user)
 {
     int n = 0;
@@ -24,7 +22,7 @@ static void kick(struct worker *w, const char *user)
         next = c->next;
         struct chat_session *s = ws_conn_chat(c);
         if (s && strcmp(s->user_id, user) == 0) {
-            ws_conn_close(c, CLOSE_KICKED, "kicked");
+            ws_conn_close(c, WS_CLOSE_KICKED, "kicked");
             n++;
         }
     }

@@ -68,12 +68,14 @@
     "end\n"
 
 /* ARGV: prefix, instance, alive_ms, reconcile (0/1), then groups of room,
- * user, name, role, delta (reconcile: the count), list (1: return the
- * room's online users as they are after this group), the user's JSON
- * object ('': none). With reconcile the
+ * user, name, role, delta (reconcile: the count), list, the user's JSON
+ * object ('': none). list '1' returns the room's online users as they are
+ * after this group; 'b' (an upgrade's join) first checks the ban set and,
+ * for a banned user, changes nothing and returns 0 in place of the list:
+ * the verdict comes with the join, in the same call. With reconcile the
  * instance's counts become exactly the given ones and its heartbeat is
- * renewed; otherwise the heartbeat script renews it. Returns one list per
- * group that asked, in order, each as id, name, id, name, ... */
+ * renewed; otherwise the heartbeat script renews it. Returns one entry
+ * per group that asked, in order: a list as id, name, id, name, ..., or 0. */
 static struct redis_script apply_script = {
     .body = LUA_CHANGE
     "local p, inst = ARGV[1], ARGV[2]\n"
@@ -86,25 +88,29 @@ static struct redis_script apply_script = {
     "local seen, lists = {}, {}\n"
     "for i = 5, #ARGV, 7 do\n"
     "  local room, user, name, role = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]\n"
-    "  local d, uj = ARGV[i + 4], ARGV[i + 6]\n"
-    "  if uj == '' then uj = nil end\n"
-    "  local n = tonumber(d)\n"
-    "  local field = room .. '\\31' .. user\n"
-    "  local delta = n\n"
-    "  if reconcile then\n"
-    "    delta = n - tonumber(redis.call('HGET', ikey, field) or '0'); seen[field] = true\n"
-    "    d = nil\n"
-    "  end\n"
-    "  local now = redis.call('HINCRBY', ikey, field, d or delta)\n"
+    "  local d, list, uj = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]\n"
+    "  if list == 'b' and redis.call('SISMEMBER', p .. 'banned', user) == 1 then\n"
+    "    lists[#lists + 1] = 0\n"
+    "  else\n"
+    "    if uj == '' then uj = nil end\n"
+    "    local n = tonumber(d)\n"
+    "    local field = room .. '\\31' .. user\n"
+    "    local delta = n\n"
+    "    if reconcile then\n"
+    "      delta = n - tonumber(redis.call('HGET', ikey, field) or '0'); seen[field] = true\n"
+    "      d = nil\n"
+    "    end\n"
+    "    local now = redis.call('HINCRBY', ikey, field, d or delta)\n"
     /* Never below zero: a leave these counts never saw (this instance
-     * was reaped meanwhile) changes nothing. */
-    "  if now < 0 then delta = delta - now; now = 0; d = nil end\n"
-    "  if now <= 0 then redis.call('HDEL', ikey, field) end\n"
-    "  change(p, room, user, name, role, delta, d, uj)\n"
+     * was reaped meanwhile, or its join was refused) changes nothing. */
+    "    if now < 0 then delta = delta - now; now = 0; d = nil end\n"
+    "    if now <= 0 then redis.call('HDEL', ikey, field) end\n"
+    "    change(p, room, user, name, role, delta, d, uj)\n"
     /* One HGETALL, not a lookup per member: a room filling up would
      * cost O(n^2) lookups otherwise. */
-    "  if ARGV[i + 5] == '1' then\n"
-    "    lists[#lists + 1] = redis.call('HGETALL', p .. 'room_names:' .. room)\n"
+    "    if list ~= '0' then\n"
+    "      lists[#lists + 1] = redis.call('HGETALL', p .. 'room_names:' .. room)\n"
+    "    end\n"
     "  end\n"
     "end\n"
     "if reconcile then\n"
@@ -382,19 +388,42 @@ void presence_free(struct presence *p)
     free(p);
 }
 
-/* Hands a join its room's online list (NULL: none to give, the welcome
- * goes without) if it still waits for it, and drops the join's
- * reference. */
-static void list_ready(struct conn *c, const redisReply *list)
+/* Hands a join the verdict on its upgrade, and drops the join's
+ * reference: its room's online list (counted), 0 for a banned user
+ * (nothing counted), an error (counted or not: a leave is sent, which
+ * never takes a count below zero), or NULL when the link went down (the
+ * reconcile after the reconnect recounts the live sessions). Until now
+ * no leave was sent for the session, since nobody knew what to undo; a
+ * session that closed meanwhile sends it here. presence_added may also
+ * have been set by a reconcile sent meanwhile, which counted the session
+ * whatever the verdict. */
+static void join_answered(struct conn *c, const redisReply *list)
 {
     struct chat_session *s = ws_conn_chat(c);
-    if (!c->closed && s && s->state == CHAT_WAITING) {
+    if (!s) {
+        conn_unref(c);
+        return;
+    }
+    bool banned = list && list->type == REDIS_REPLY_INTEGER;
+    bool joined = list && list->type == REDIS_REPLY_ARRAY;
+    s->join_pending = false;
+    if (!list) s->presence_added = false;
+    else if (!banned) s->presence_added = true;
+    if (list && !banned && !joined)
+        log_warn("presence: a join got %s", list->type == REDIS_REPLY_ERROR ? list->str : "an odd reply");
+    if (c->closed || s->state == CHAT_CLOSED) {
+        presence_leave(c->w, s);
+    } else if (s->state == CHAT_WAITING) {
         size_t len, count;
-        char *online = users_json(list, &len, &count);
-        if (online)
+        char *online;
+        if (banned)
+            ws_conn_refuse(c, 403, "forbidden", "user is banned", WS_CLOSE_KICKED);
+        else if (!joined)
+            ws_conn_refuse(c, 503, "unavailable", "redis did not answer", WS_CLOSE_TRY_AGAIN_LATER);
+        else if ((online = users_json(list, &len, &count)))
             chat_session_online_ready(s, online);
         else
-            ws_conn_close(c, WS_CLOSE_INTERNAL, "out of memory");
+            ws_conn_refuse(c, 503, "unavailable", "out of memory", WS_CLOSE_TRY_AGAIN_LATER);
     }
     conn_unref(c);
 }
@@ -405,7 +434,8 @@ static void on_applied(redisAsyncContext *ac, void *reply, void *privdata)
     struct presence_call *call = privdata;
     const redisReply *r = reply;
     bool lists = r && r->type == REDIS_REPLY_ARRAY && r->elements == (size_t)call->n;
-    for (int i = 0; i < call->n; i++) list_ready(call->joins[i], lists ? r->element[i] : NULL);
+    /* Anything but one entry per join (an error) goes to every join. */
+    for (int i = 0; i < call->n; i++) join_answered(call->joins[i], lists ? r->element[i] : r);
     free(call);
 }
 
@@ -448,9 +478,9 @@ static bool flush_some(struct presence *p)
         taken = next;
     }
     if (r < 0) {
-        /* Redis is down: welcome without the list; the reconcile after
-         * the reconnect counts these connections. */
-        for (int i = 0; i < call->n; i++) list_ready(call->joins[i], NULL);
+        /* Redis is down: the joins are refused; the reconcile after the
+         * reconnect recounts. */
+        for (int i = 0; i < call->n; i++) join_answered(call->joins[i], NULL);
         free(call);
     }
     return true;
@@ -509,18 +539,20 @@ static int enqueue(struct presence *p, struct conn *c, const struct chat_session
 
 void presence_join(struct worker *w, struct chat_session *s)
 {
-    if (!redis_link_up(w->redis) || enqueue(w->presence, s->c, s, "1", "1") < 0) {
-        /* Redis is down (or memory short): welcome without the list; the
-         * reconcile after the reconnect counts this connection. */
-        chat_session_online_ready(s, NULL);
+    if (!redis_link_up(w->redis)) {
+        ws_conn_refuse(s->c, 503, "unavailable", "redis is down", WS_CLOSE_TRY_AGAIN_LATER);
         return;
     }
-    s->presence_added = true;
+    if (enqueue(w->presence, s->c, s, "1", "b") < 0) {
+        ws_conn_refuse(s->c, 503, "unavailable", "out of memory", WS_CLOSE_TRY_AGAIN_LATER);
+        return;
+    }
+    s->join_pending = true;
 }
 
 void presence_leave(struct worker *w, struct chat_session *s)
 {
-    if (!s->presence_added) return;
+    if (s->join_pending || !s->presence_added) return;
     s->presence_added = false;
     if (enqueue(w->presence, NULL, s, "-1", "0") < 0)
         log_warn("presence: out of memory; a leave waits for the next reconcile or reap");

@@ -188,7 +188,8 @@ void worker_begin_drain(struct worker *w, const char *why)
     }
     for (struct conn *c = w->ws_conns.head; c; c = next) {
         next = c->next;
-        ws_conn_close(c, 1001, "server going away");
+        /* One whose 101 has not left yet gets the 503 of a new upgrade. */
+        ws_conn_refuse(c, 503, "unavailable", "server is shutting down", 1001);
     }
 }
 

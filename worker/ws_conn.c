@@ -36,6 +36,7 @@ struct ws_session {
     uint64_t id;
     uint8_t state;
     bool ping_outstanding;
+    bool upgrade_unsent;         /* the 101 waits in out: the upgrade can be taken back */
 };
 
 static uint64_t next_conn_id = 1;
@@ -113,9 +114,22 @@ static int send_switching(struct conn *c, const char *accept_key)
     if (n < 0 || (size_t)n >= sizeof head) n = 0; /* cannot happen: the key is 28 characters */
     struct ws_shared *f = bytes_new(head, (size_t)n);
     if (!f) return -1;
+    /* Behind earlier answers still unsent it goes to the bufferevent,
+     * which writes it on its own: then it cannot be taken back. */
+    bool held = evbuffer_get_length(bufferevent_get_output(c->bev)) == 0;
     int r = ws_out_hold(c, &c->ws->out, f);
     ws_shared_release(f);
+    if (r == 0 && held) c->ws->upgrade_unsent = true;
+    else if (r == 0) metrics_add(METRIC_WS_UPGRADES, 1);
     return r;
+}
+
+/* The first frame carries the 101 out: the upgrade is final. */
+static void upgrade_final(struct ws_session *s)
+{
+    if (!s->upgrade_unsent) return;
+    s->upgrade_unsent = false;
+    metrics_add(METRIC_WS_UPGRADES, 1);
 }
 
 int ws_conn_accept(struct conn *c, const char *accept_key, struct chat_session *session)
@@ -135,7 +149,10 @@ int ws_conn_accept(struct conn *c, const char *accept_key, struct chat_session *
     s->chat = session;
     c->ws = s;
     if (send_switching(c, accept_key) < 0) {
-        conn_close(c); /* frees the session with c->ws */
+        /* Never opened: closing it would count a close without an open. */
+        s->chat = NULL;
+        chat_session_free(session);
+        conn_close(c);
         return -1;
     }
     conn_become_ws(c);
@@ -147,7 +164,6 @@ int ws_conn_accept(struct conn *c, const char *accept_key, struct chat_session *
      * that takes none of our bytes for as long is dropped too. */
     bufferevent_set_timeouts(c->bev, c->w->ws_ping_timeout, c->w->ws_ping_timeout);
     bufferevent_enable(c->bev, EV_READ);
-    metrics_add(METRIC_WS_UPGRADES, 1);
     chat_session_open(c);
     /* Frames the client sent right behind its upgrade request. */
     if (!c->closed && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
@@ -219,6 +235,7 @@ static int send_frame(struct conn *c, uint8_t opcode, const void *payload, size_
 {
     struct ws_shared *f = frame_new(opcode, payload, len);
     if (!f) return -1;
+    upgrade_final(c->ws);
     int r = ws_out_push(c, &c->ws->out, f);
     ws_shared_release(f);
     return r;
@@ -233,6 +250,7 @@ int ws_conn_send_text(struct conn *c, const char *payload, size_t len)
 int ws_conn_send_shared(struct conn *c, struct ws_shared *f)
 {
     if (!make_room(c, f->len)) return -1;
+    upgrade_final(c->ws);
     return ws_out_push(c, &c->ws->out, f);
 }
 
@@ -244,6 +262,25 @@ static void send_close(struct conn *c, uint16_t code, const char *reason)
     send_frame(c, WS_OP_CLOSE, payload, n);
     c->ws->state = WS_CLOSE_SENT;
     chat_session_closing(c);
+}
+
+void ws_conn_refuse(struct conn *c, int status, const char *code, const char *message,
+                    uint16_t close_code)
+{
+    struct ws_session *s = c->ws;
+    if (c->closed || !s || s->state != WS_OPEN) return;
+    if (!s->upgrade_unsent) {
+        ws_conn_close(c, close_code, message);
+        return;
+    }
+    ws_out_clear(&s->out);
+    s->upgrade_unsent = false;
+    s->state = WS_CLOSE_SENT;
+    chat_session_closing(c);
+    c->keep_alive = false;
+    struct timeval wait = {CLOSE_WAIT_S, 0};
+    bufferevent_set_timeouts(c->bev, NULL, &wait);
+    http_reply_error(c, status, code, message);
 }
 
 void ws_conn_close(struct conn *c, uint16_t code, const char *reason)

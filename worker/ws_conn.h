@@ -21,10 +21,20 @@ struct ws_out;
  * calls ws_conn_accept, possibly later. */
 void ws_conn_upgrade(struct http_req *req);
 
-/* Completes the upgrade: writes 101 with the accept key, switches the
- * connection to WebSocket framing and hands it the chat session (owned by
- * the connection from here on). */
+/* Completes the upgrade: queues the 101 with the accept key (it leaves
+ * with the first frame), switches the connection to WebSocket framing and
+ * hands it the chat session (owned by the connection from here on). */
 int ws_conn_accept(struct conn *c, const char *accept_key, struct chat_session *session);
+
+/* Kicked by an admin, or found banned (PROTOCOL.md section 5). */
+#define WS_CLOSE_KICKED 4003
+
+/* Takes back an upgrade whose 101 has not left yet: the client gets the
+ * HTTP error it would have had before the upgrade (JSON, CORS headers),
+ * and the connection closes. Once the 101 is out, closes with
+ * close_code instead. */
+void ws_conn_refuse(struct conn *c, int status, const char *code, const char *message,
+                    uint16_t close_code);
 
 /* A frame encoded once and shared, read-only, by every connection it is
  * queued on. Reference-counted: ws_shared_new returns it with one

@@ -727,6 +727,39 @@ test('websocket endpoint', async (t) => {
 
 // ------------------------------------------- 16-bit and 64-bit lengths
 
+test('a banned user\'s refused upgrade changes no presence, even beside an open tab on the same worker', async (t) => {
+    // One worker: the refused upgrades meet the open tab's counts. Banned
+    // by hand (SADD, no kick): the open tab stays, the new ones are
+    // refused, and neither the watcher nor Redis sees a join or leave.
+    const srv = await startChatd({ t, workers: 1 });
+    const member = (sub = uniq('u')) => srv.token({ sub, name: sub, role: 'member' });
+    const sub = uniq('banned');
+    const room = uniq();
+    const url = srv.wsUrl(`/api/chat?room=${room}`);
+    const tab = await openWs(url, { token: member(sub) });
+    const watcher = await openWs(url, { token: member() });
+    await redisCli('SADD', `${srv.prefix}banned`, sub);
+    try {
+        for (let i = 0; i < 3; i++) {
+            const r = await expectHttpError(url, { Authorization: `Bearer ${member(sub)}` });
+            assert.equal(r.status, 403);
+            assert.equal(r.json?.error?.code, 'forbidden');
+        }
+        // A message from the tab after the refusals: anything those
+        // caused would have reached the watcher before it.
+        await tab.send({ type: 'message', text: 'still here', ref: 'r1' });
+        await watcher.next((e) => e.type === 'message' && e.text === 'still here');
+        const about = watcher.received.filter((e) => (e.type === 'join' || e.type === 'leave') && e.user?.id === sub);
+        assert.deepEqual(about, [], 'no join or leave for the refused upgrades');
+        assert.equal(await redisCli('SISMEMBER', `${srv.prefix}online:${room}`, sub), '1');
+        assert.equal(await redisCli('HGET', `${srv.prefix}room_users:${room}`, sub), '1');
+    } finally {
+        await redisCli('SREM', `${srv.prefix}banned`, sub);
+        await tab.close();
+        await watcher.close();
+    }
+});
+
 test('big and small frames: 7-, 16- and 64-bit length encodings', async (t) => {
     const srv = await startChatd({
         t, workers: 1, env: { CHAT_MAX_FRAME_BYTES: 100000, CHAT_MAX_TEXT_CHARS: 90000 },

@@ -1,4 +1,4 @@
-// fuzz-sources: shared/jwt.c shared/base64.c shared/utf8.c shared/room.c
+// fuzz-sources: shared/jwt.c shared/hs256.c shared/base64.c shared/utf8.c shared/room.c
 /* libFuzzer target for jwt_verify, plus base64url round-trip oracles.
  *
  * Random bytes almost never carry a valid HMAC, so fed as tokens they only

@@ -1,12 +1,11 @@
 #include "shared/jwt.h"
 
 #include "shared/base64.h"
+#include "shared/hs256.h"
 #include "shared/room.h"
 #include "shared/utf8.h"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include <limits.h>
 #include <stdio.h>
@@ -14,7 +13,6 @@
 #include <string.h>
 #include <strings.h>
 
-#define HS256_LEN 32
 /* An HS256 signature is 32 bytes: 43 unpadded base64url characters. */
 #define HS256_B64_LEN 43
 /* Any decoded segment is shorter than the bounded token it came from. */
@@ -139,6 +137,36 @@ static int check_header(const json_t *h, char *err, size_t errlen)
     return 0;
 }
 
+_Static_assert(sizeof ((struct jwt_secrets *)0)->secrets / sizeof(char *) < HS256_SLOTS,
+              "a verifying slot per secret, and one more for signing");
+
+/* Header segments (base64url, as in the token) found acceptable: whether
+ * a header passes depends on its bytes alone, and nearly every token
+ * carries the same one, so it is decoded and parsed once, not per token. */
+#define HEADER_CACHE_SLOTS 4
+#define HEADER_CACHE_SEG_MAX 96
+static struct {
+    uint8_t len;
+    char seg[HEADER_CACHE_SEG_MAX];
+} header_ok[HEADER_CACHE_SLOTS];
+static unsigned header_ok_next;
+
+static bool header_known_ok(const char *seg, size_t n)
+{
+    for (size_t i = 0; i < HEADER_CACHE_SLOTS; i++)
+        if (header_ok[i].len && header_ok[i].len == n && memcmp(header_ok[i].seg, seg, n) == 0)
+            return true;
+    return false;
+}
+
+static void remember_header_ok(const char *seg, size_t n)
+{
+    if (n == 0 || n > HEADER_CACHE_SEG_MAX) return;
+    unsigned i = header_ok_next++ % HEADER_CACHE_SLOTS;
+    memcpy(header_ok[i].seg, seg, n);
+    header_ok[i].len = (uint8_t)n;
+}
+
 /* HMAC-SHA256 of the signing input under each usable secret, compared in
  * constant time. All secrets are tried even after a match so the time
  * taken does not tell which secret signed. Returns 1 on a match, 0 on
@@ -158,11 +186,8 @@ static int signature_matches(const struct jwt_secrets *s, const char *input,
         if (!key || !*key) continue;
         size_t klen = strlen(key);
         if (klen > INT_MAX) continue;
-        uint8_t md[EVP_MAX_MD_SIZE];
-        unsigned int mdlen = 0;
-        if (!HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)input, n,
-                  md, &mdlen) ||
-            mdlen != HS256_LEN) {
+        uint8_t md[HS256_LEN];
+        if (hs256((unsigned)i, key, klen, input, n, md) < 0) {
             OPENSSL_cleanse(md, sizeof md);
             fail(err, errlen, "cannot compute token signature");
             return -1;
@@ -309,11 +334,15 @@ int jwt_verify(const struct jwt_secrets *s, const char *token, size_t len,
     const char *sseg = dot2 + 1;
     size_t slen = len - (size_t)(sseg - token);
 
-    json_t *header = decode_object(token, hlen, "malformed token header", err, errlen);
-    if (!header) return -1;
-    int rc = check_header(header, err, errlen);
-    json_decref(header);
-    if (rc < 0) return -1;
+    int rc;
+    if (!header_known_ok(token, hlen)) {
+        json_t *header = decode_object(token, hlen, "malformed token header", err, errlen);
+        if (!header) return -1;
+        rc = check_header(header, err, errlen);
+        json_decref(header);
+        if (rc < 0) return -1;
+        remember_header_ok(token, hlen);
+    }
 
     uint8_t sig[HS256_LEN];
     size_t siglen = 0;
@@ -397,11 +426,9 @@ char *jwt_sign(const char *secret, const char *sub, const char *name,
     base64url_encode(ptext, strlen(ptext), tok + hlen + 1, plen + 1);
     tok[hlen + 1 + plen] = '.';
 
-    uint8_t md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    if (!HMAC(EVP_sha256(), secret, (int)klen, (const unsigned char *)tok,
-              hlen + 1 + plen, md, &mdlen) ||
-        mdlen != HS256_LEN) {
+    uint8_t md[HS256_LEN];
+    /* The slot after the verifying ones: signing does not re-key them. */
+    if (hs256(HS256_SLOTS - 1, secret, klen, tok, hlen + 1 + plen, md) < 0) {
         free(tok);
         tok = NULL;
         goto out;

@@ -250,6 +250,87 @@ static void test_typ_variants(void **state)
     }
 }
 
+/* ---- keys kept between calls ------------------------------------------ */
+
+static bool verifies(const struct jwt_secrets *s, const char *tok)
+{
+    struct jwt_claims c;
+    char err[128];
+    int rc = verify_n(s, tok, strlen(tok), NOW, &c, err, sizeof err);
+    jwt_claims_clear(&c);
+    return rc == 0;
+}
+
+/* Secrets change under a running process (a reload): a token is judged
+ * by the secrets of the call, never by a key kept from an earlier one,
+ * in either slot, whatever the order of the changes. */
+static void test_secret_change_rekeys(void **state)
+{
+    (void)state;
+    const char *a = "secret-A-0123456", *b = "secret-B-0123456", *a_prefix = "secret-A-012";
+    char *ta = mk_with(hs256, "{\"sub\":\"a\"}", a);
+    char *tb = mk_with(hs256, "{\"sub\":\"b\"}", b);
+    const struct jwt_secrets only_a = {{a}, 1}, only_b = {{b}, 1}, prefix = {{a_prefix}, 1},
+                             b_then_a = {{b, a}, 2}, a_then_b = {{a, b}, 2};
+    for (int round = 0; round < 2; round++) {
+        assert_true(verifies(&only_a, ta));
+        assert_false(verifies(&only_a, tb));
+        assert_true(verifies(&only_b, tb));
+        assert_false(verifies(&only_b, ta));
+        assert_false(verifies(&prefix, ta));
+        assert_true(verifies(&only_a, ta));
+        assert_true(verifies(&b_then_a, ta));
+        assert_true(verifies(&a_then_b, tb));
+        assert_false(verifies(&prefix, tb));
+        /* Signing keys a slot of its own: verifying is not disturbed. */
+        char *signed_b = jwt_sign(b, "s", NULL, "member", NULL, 0, NOW, NOW + 60);
+        assert_non_null(signed_b);
+        assert_true(verifies(&only_b, signed_b));
+        assert_false(verifies(&only_a, signed_b));
+        free(signed_b);
+    }
+    free(ta);
+    free(tb);
+}
+
+/* A header accepted once is remembered by its bytes; that must not let
+ * anything else through: not another header, not a bad signature under
+ * the remembered one. */
+static void test_known_header_still_checked(void **state)
+{
+    (void)state;
+    char *good = mk("{\"sub\":\"a\"}");
+    struct jwt_claims c;
+    expect_ok(good, &c);
+    jwt_claims_clear(&c);
+    char *forged = strdup(good);
+    assert_non_null(forged);
+    char *sig = strrchr(forged, '.') + 1;
+    sig[0] = sig[0] == 'A' ? 'B' : 'A';
+    expect_fail(forged, "bad token signature");
+    char *other = mk_with("{\"alg\":\"HS256\",\"typ\":\"JWS\"}", "{\"sub\":\"a\"}", CUR);
+    expect_fail(other, "typ");
+    char *none = mk_with("{\"alg\":\"none\"}", "{\"sub\":\"a\"}", CUR);
+    expect_fail(none, "alg");
+    /* Five distinct good headers: the remembered ones rotate, and each
+     * is still judged right when it comes back. */
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 5; i++) {
+            char *h = fmt("{\"alg\":\"HS256\",\"kid\":\"k%d\"}", i);
+            char *t = mk_with(h, "{\"sub\":\"a\"}", CUR);
+            expect_ok(t, &c);
+            jwt_claims_clear(&c);
+            free(t);
+            free(h);
+        }
+        expect_fail(other, "typ");
+    }
+    free(good);
+    free(forged);
+    free(other);
+    free(none);
+}
+
 /* ---- header and alg -------------------------------------------------- */
 
 static void test_alg_none_empty_signature(void **state)
@@ -1109,6 +1190,8 @@ int main(void)
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_role_names),
         cmocka_unit_test(test_room_name_valid),
+        cmocka_unit_test(test_secret_change_rekeys),
+        cmocka_unit_test(test_known_header_still_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -239,7 +239,10 @@ void chat_request_handle(struct conn *c, struct chat_session *s, const char *dat
     /* The rate is checked before anything else: an over-rate request is
      * told so whatever else is wrong with it. */
     int64_t retry_after_ms;
-    if (ratelimit_refused(s->user_id, &retry_after_ms)) {
+    bool probe;
+    /* A probe lost to the allocation below holds the others back only
+     * until its interval ends. */
+    if (ratelimit_refused(s->user_id, &probe, &retry_after_ms)) {
         send_error(c, f.has_ref ? f.ref : NULL, "rate_limited", "slow down", retry_after_ms);
         chat_frame_clear(&f);
         return;
@@ -255,7 +258,7 @@ void chat_request_handle(struct conn *c, struct chat_session *s, const char *dat
     c->requests++;
     r->frame = f;
     snprintf(r->room, sizeof r->room, "%s", s->room_name);
-    if (ratelimit_take(c->w, s->user_id, on_rate, r) < 0) {
+    if (ratelimit_take(c->w, s->user_id, probe, on_rate, r) < 0) {
         req_error(r, "unavailable", "rate limiter unavailable; resend with the same ref");
         req_free(r);
     }

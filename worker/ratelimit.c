@@ -51,11 +51,23 @@ static struct redis_script bucket = {.body = script};
  * cost Redis a script run per frame: 100,000 frames in 1.9 s took 1.5 s
  * of the CPU of the Redis that every host shares (bench/flood.mjs,
  * docs/security.md). One slot per hash, overwritten on collision: a
- * forgotten refusal only means asking Redis. */
+ * forgotten refusal only means asking Redis.
+ *
+ * After the window the bucket holds at most 1 + (now - until) x rate
+ * tokens, less one for each take since that Redis allowed. So while
+ * fewer than two can be there (one refill interval past until_ms), one
+ * request (the probe) goes to Redis and the others are refused here; a
+ * probe allowed took the one token, which moves the window on by an
+ * interval. A flooding connection so costs Redis about one call per
+ * interval, where it cost one per request it had in flight (up to
+ * CHAT_REQUESTS_MAX) whenever a window ended. A probe refused opens a new
+ * window; one with no verdict lets the next request probe. */
 #define REFUSED_SLOTS 256
 
 struct refused {
     int64_t until_ms;
+    int64_t interval_ms; /* one token's refill, rounded down */
+    bool probing;        /* a take is with Redis in the probe interval */
     char user_id[JWT_SUB_MAX_BYTES + 1];
 };
 
@@ -66,20 +78,42 @@ static struct refused *refused_slot(const char *user_id)
     return &refused[fnv1a_str(user_id) % REFUSED_SLOTS];
 }
 
-static void remember_refusal(const char *user_id, int64_t until_ms)
+static void remember_refusal(const char *user_id, int64_t until_ms, int64_t interval_ms)
 {
     if (!user_id[0]) return; /* an id too long to keep (ratelimit_take) */
     struct refused *r = refused_slot(user_id);
     r->until_ms = until_ms;
+    r->interval_ms = interval_ms;
+    r->probing = false;
     strcpy(r->user_id, user_id);
 }
 
-bool ratelimit_refused(const char *user_id, int64_t *retry_after_ms)
+/* The probe's verdict: allowed, it took the token the window waited for;
+ * none (Redis did not answer), another request may ask. */
+static void probe_answered(const char *user_id, bool allowed)
+{
+    struct refused *r = refused_slot(user_id);
+    if (!r->probing || strcmp(r->user_id, user_id) != 0) return;
+    r->probing = false;
+    if (allowed) r->until_ms += r->interval_ms;
+}
+
+bool ratelimit_refused(const char *user_id, bool *probe, int64_t *retry_after_ms)
 {
     struct refused *r = refused_slot(user_id);
     int64_t now = timefmt_mono_ms();
-    if (r->until_ms <= now || strcmp(r->user_id, user_id) != 0) return false;
-    *retry_after_ms = r->until_ms - now;
+    *probe = false;
+    if (strcmp(r->user_id, user_id) != 0) return false;
+    if (now >= r->until_ms + r->interval_ms) return false; /* two tokens may be there */
+    if (now < r->until_ms) {
+        *retry_after_ms = r->until_ms - now;
+    } else if (!r->probing) {
+        r->probing = true;
+        *probe = true;
+        return false;
+    } else {
+        *retry_after_ms = r->until_ms + r->interval_ms - now;
+    }
     metrics_add(METRIC_RATE_REFUSED_LOCALLY, 1);
     return true;
 }
@@ -88,6 +122,8 @@ struct take {
     ratelimit_fn fn;
     void *arg;
     int64_t sent_ms;
+    int64_t interval_ms;
+    bool probe;
     char user_id[JWT_SUB_MAX_BYTES + 1];
 };
 
@@ -98,23 +134,31 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     redisReply *r = reply;
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
         r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER) {
+        if (t->probe) probe_answered(t->user_id, false);
         t->fn(t->arg, true, false, 0);
     } else {
         bool allowed = r->element[0]->integer == 1;
         if (!allowed && r->element[1]->integer > 0)
-            remember_refusal(t->user_id, t->sent_ms + r->element[1]->integer);
+            remember_refusal(t->user_id, t->sent_ms + r->element[1]->integer, t->interval_ms);
+        else if (t->probe)
+            probe_answered(t->user_id, allowed);
         t->fn(t->arg, false, allowed, r->element[1]->integer);
     }
     free(t);
 }
 
-int ratelimit_take(struct worker *w, const char *user_id, ratelimit_fn fn, void *arg)
+int ratelimit_take(struct worker *w, const char *user_id, bool probe, ratelimit_fn fn, void *arg)
 {
     struct take *t = malloc(sizeof *t);
     if (!t) return -1;
     t->fn = fn;
     t->arg = arg;
     t->sent_ms = timefmt_mono_ms();
+    t->probe = probe;
+    /* Rounded down: the second token is never promised later than it
+     * comes. A rate of 0 never refills: no probe window. */
+    double per_sec = w->cfg->rate_per_sec;
+    t->interval_ms = per_sec > 0 ? (int64_t)(1000.0 / per_sec) : 0;
     /* Ids are tokens' subs, at most JWT_SUB_MAX_BYTES; one that is not
      * is never remembered rather than remembered cut short. */
     snprintf(t->user_id, sizeof t->user_id, "%s", strlen(user_id) > JWT_SUB_MAX_BYTES ? "" : user_id);
@@ -124,6 +168,7 @@ int ratelimit_take(struct worker *w, const char *user_id, ratelimit_fn fn, void 
     snprintf(burst, sizeof burst, "%d", w->cfg->rate_burst);
     const char *argv[3] = {key, rate, burst};
     if (redis_script_run(w->redis, &bucket, on_reply, t, 1, 3, argv, NULL) < 0) {
+        if (probe) probe_answered(t->user_id, false);
         free(t);
         return -1;
     }

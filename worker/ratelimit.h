@@ -16,11 +16,13 @@ struct worker;
 typedef void (*ratelimit_fn)(void *arg, bool unavailable, bool allowed, int64_t retry_after_ms);
 
 /* True when Redis refused this user a moment ago and no token can have
- * come since: the request is refused with retry_after_ms without asking
- * again. Call before ratelimit_take. */
-bool ratelimit_refused(const char *user_id, int64_t *retry_after_ms);
+ * come since, or one can and another request (a probe) is asking for it:
+ * the request is refused with retry_after_ms without asking again. When
+ * false, *probe says whether this request is the probe, to be passed to
+ * ratelimit_take. Call before ratelimit_take. */
+bool ratelimit_refused(const char *user_id, bool *probe, int64_t *retry_after_ms);
 
 /* Returns -1 when Redis is down (no callback). */
-int ratelimit_take(struct worker *w, const char *user_id, ratelimit_fn fn, void *arg);
+int ratelimit_take(struct worker *w, const char *user_id, bool probe, ratelimit_fn fn, void *arg);
 
 #endif

@@ -3,7 +3,8 @@
  * is remembered until the take's send time plus Redis's wait, and only
  * for that user; an allowed take, an error or a refusal without a wait
  * remembers nothing; a user sharing the slot replaces the memory, so the
- * first is asked about again and never refused in the other's place. */
+ * first is asked about again and never refused in the other's place;
+ * after the window, one probe per refill interval goes to Redis. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -66,11 +67,15 @@ static void on_take(void *arg, bool unavailable, bool allowed, int64_t retry_aft
 static struct chat_config cfg;
 static struct worker w;
 
-/* Sends a take for user at the current time; Redis's answer comes later. */
+static bool last_probe;
+
+/* Sends a take for user at the current time, as the probe if the last
+ * refused() said so; Redis's answer comes later. */
 static void take(const char *user, struct answer *a)
 {
     memset(a, 0, sizeof *a);
-    assert_int_equal(ratelimit_take(&w, user, on_take, a), 0);
+    assert_int_equal(ratelimit_take(&w, user, last_probe, on_take, a), 0);
+    last_probe = false;
     assert_non_null(pending_fn);
 }
 
@@ -89,7 +94,7 @@ static void redis_answers(long long allowed, long long wait, bool reply)
 static bool refused(const char *user, int64_t *retry)
 {
     *retry = -1;
-    return ratelimit_refused(user, retry);
+    return ratelimit_refused(user, &last_probe, retry);
 }
 
 static int setup(void **state)
@@ -100,6 +105,7 @@ static int setup(void **state)
     cfg.rate_burst = 10;
     w.cfg = &cfg;
     pending_fn = NULL;
+    last_probe = false;
     /* Each test starts later than anything an earlier one remembered. */
     now_ms += 1000000;
     return 0;
@@ -181,12 +187,104 @@ static void test_a_user_in_the_same_slot_replaces_the_memory(void **state)
     assert_false(refused("dan", &retry));
 }
 
+/* When the window ends, fewer than two tokens can be there for a refill
+ * interval (rate 5/s: 200 ms): one request (the probe) asks Redis and
+ * the others are refused here. A probe allowed took that token: the
+ * window moves on by an interval. A probe refused opens a new window; a
+ * probe with no verdict lets the next request ask. */
+static void test_one_probe_per_interval_after_a_window(void **state)
+{
+    (void)state;
+    struct answer a, probe;
+    int64_t retry;
+    int64_t sent = now_ms;
+    take("eve", &a);
+    redis_answers(0, 150, true); /* window until sent+150 */
+    now_ms = sent + 150;
+    assert_false(refused("eve", &retry));
+    assert_true(last_probe);
+    take("eve", &probe);
+    now_ms = sent + 160;
+    assert_true(refused("eve", &retry)); /* while the probe asks */
+    assert_int_equal(retry, 190);        /* when a second token can be there */
+    redis_answers(1, 0, true);           /* it took the token */
+    assert_true(probe.allowed);
+    assert_true(refused("eve", &retry)); /* the next one is an interval on */
+    assert_int_equal(retry, 190);
+    now_ms = sent + 349;
+    assert_true(refused("eve", &retry));
+    assert_int_equal(retry, 1);
+    now_ms = sent + 350; /* the next probe */
+    assert_false(refused("eve", &retry));
+    assert_true(last_probe);
+    take("eve", &probe);
+    assert_true(refused("eve", &retry));
+    redis_answers(1, 0, true);
+    now_ms = sent + 549;
+    assert_true(refused("eve", &retry));
+    now_ms = sent + 550;
+    assert_false(refused("eve", &retry));
+    assert_true(last_probe);
+    take("eve", &probe);
+    /* Past the probe's interval two tokens may be there: not refused,
+     * though the probe has not answered. */
+    now_ms = sent + 750;
+    assert_false(refused("eve", &retry));
+    assert_false(last_probe);
+    redis_answers(1, 0, true);
+
+    /* A refused probe opens a new window, counted from its send. */
+    sent = now_ms;
+    take("fay", &a);
+    redis_answers(0, 100, true);
+    now_ms = sent + 100;
+    assert_false(refused("fay", &retry));
+    take("fay", &probe);
+    now_ms = sent + 110;
+    redis_answers(0, 190, true);
+    assert_true(refused("fay", &retry));
+    assert_int_equal(retry, 180); /* until sent+100+190 */
+
+    /* A probe that gets no verdict lets the next request ask. */
+    sent = now_ms;
+    take("gus", &a);
+    redis_answers(0, 50, true);
+    now_ms = sent + 60;
+    assert_false(refused("gus", &retry));
+    take("gus", &probe);
+    assert_true(refused("gus", &retry));
+    redis_answers(0, 0, false);
+    assert_true(probe.unavailable);
+    assert_false(refused("gus", &retry));
+    assert_true(last_probe);
+    take("gus", &probe);
+    assert_true(refused("gus", &retry));
+    redis_answers(1, 0, true);
+}
+
+/* A rate of 0 never refills: no interval, so no probe window. */
+static void test_no_probe_window_at_rate_zero(void **state)
+{
+    (void)state;
+    struct answer a;
+    int64_t retry;
+    cfg.rate_per_sec = 0;
+    int64_t sent = now_ms;
+    take("hal", &a);
+    redis_answers(0, 1000, true);
+    now_ms = sent + 1000;
+    assert_false(refused("hal", &retry));
+    assert_false(refused("hal", &retry));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_refusal_lasts_from_the_send_until_redis_wait, setup),
         cmocka_unit_test_setup(test_nothing_remembered_but_a_refusal_with_a_wait, setup),
         cmocka_unit_test_setup(test_a_user_in_the_same_slot_replaces_the_memory, setup),
+        cmocka_unit_test_setup(test_one_probe_per_interval_after_a_window, setup),
+        cmocka_unit_test_setup(test_no_probe_window_at_rate_zero, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

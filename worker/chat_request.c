@@ -240,8 +240,6 @@ void chat_request_handle(struct conn *c, struct chat_session *s, const char *dat
      * told so whatever else is wrong with it. */
     int64_t retry_after_ms;
     bool probe;
-    /* A probe lost to the allocation below holds the others back only
-     * until its interval ends. */
     if (ratelimit_refused(s->user_id, &probe, &retry_after_ms)) {
         send_error(c, f.has_ref ? f.ref : NULL, "rate_limited", "slow down", retry_after_ms);
         chat_frame_clear(&f);
@@ -249,6 +247,7 @@ void chat_request_handle(struct conn *c, struct chat_session *s, const char *dat
     }
     struct chat_req *r = calloc(1, sizeof *r);
     if (!r) {
+        if (probe) ratelimit_probe_lost(s->user_id);
         send_error(c, f.has_ref ? f.ref : NULL, "unavailable", "out of memory", -1);
         chat_frame_clear(&f);
         return;

@@ -16,7 +16,9 @@
 
 /* KEYS[1] bucket; ARGV rate per second, burst. The bucket is a hash of
  * tokens and the time they were counted; it expires once it would be
- * full again anyway, so idle users cost no memory. */
+ * full again anyway, so idle users cost no memory. Returns {allowed,
+ * wait}: wait is how many ms until a token can be taken, after this take
+ * (0: one is there now). */
 static const char script[] =
     "local rate = tonumber(ARGV[1])\n"
     "local burst = tonumber(ARGV[2])\n"
@@ -32,36 +34,36 @@ static const char script[] =
     "if tokens >= 1 then\n"
     "  tokens = tokens - 1\n"
     "  allowed = 1\n"
-    "else\n"
-    "  wait = math.ceil((1 - tokens) * 1000 / rate)\n"
     "end\n"
+    "if tokens < 1 then wait = math.ceil((1 - tokens) * 1000 / rate) end\n"
     "redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)\n"
     "redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)\n"
     "return {allowed, wait}\n";
 
 static struct redis_script bucket = {.body = script};
 
-/* The users Redis last refused, and until when no token can be there for
- * them (this process's monotonic clock). While a bucket holds less than
- * one token nobody can take from it, on any host, and refused takes do
- * not change it, so until then Redis would refuse again: the answer is
- * given here without a script call. The deadline counts from when the
- * take was sent, before Redis looked, so it ends no later than Redis's
- * own (up to the jitter of one round trip). A flooding client otherwise
- * cost Redis a script run per frame: 100,000 frames in 1.9 s took 1.5 s
- * of the CPU of the Redis that every host shares (bench/flood.mjs,
- * docs/security.md). One slot per hash, overwritten on collision: a
- * forgotten refusal only means asking Redis.
+/* The users for whom Redis last said that no token is left (a refusal,
+ * or a take of the last one), and until when none can be there (this
+ * process's monotonic clock). While a bucket holds less than one token
+ * nobody can take from it, on any host, and refused takes do not change
+ * it, so until then Redis would refuse again: the answer is given here
+ * without a script call. The deadline counts from when the take was
+ * sent, before Redis looked, so it ends no later than Redis's own (to the
+ * millisecond). A flooding client otherwise cost Redis a script run per
+ * frame: 100,000 frames in 1.9 s took 1.5 s of the CPU of the Redis that
+ * every host shares (bench/flood.mjs, docs/security.md). One slot per
+ * hash, overwritten on collision: a forgotten window only means asking
+ * Redis.
  *
  * After the window the bucket holds at most 1 + (now - until) x rate
- * tokens, less one for each take since that Redis allowed. So while
- * fewer than two can be there (one refill interval past until_ms), one
- * request (the probe) goes to Redis and the others are refused here; a
- * probe allowed took the one token, which moves the window on by an
- * interval. A flooding connection so costs Redis about one call per
- * interval, where it cost one per request it had in flight (up to
- * CHAT_REQUESTS_MAX) whenever a window ended. A probe refused opens a new
- * window; one with no verdict lets the next request probe. */
+ * tokens, so fewer than two for one refill interval: then one request
+ * (the probe) goes to Redis and the others are refused here, until its
+ * answer sets the next window (or, a token left, ends them). A flooding
+ * connection so costs Redis about one call per interval, where it cost
+ * one per request it had in flight (up to CHAT_REQUESTS_MAX) whenever a
+ * window ended. Any answer that says a token is there ends the window: a
+ * bucket reset (a failover) or refilled faster elsewhere (a host on a
+ * higher rate_per_sec) is believed at once. */
 #define REFUSED_SLOTS 256
 
 struct refused {
@@ -78,24 +80,29 @@ static struct refused *refused_slot(const char *user_id)
     return &refused[fnv1a_str(user_id) % REFUSED_SLOTS];
 }
 
-static void remember_refusal(const char *user_id, int64_t until_ms, int64_t interval_ms)
+/* Redis's answer to a take of this user: no token until until_ms, or
+ * (until_ms 0) one is there now. */
+static void remember_answer(const char *user_id, int64_t until_ms, int64_t interval_ms)
 {
     if (!user_id[0]) return; /* an id too long to keep (ratelimit_take) */
     struct refused *r = refused_slot(user_id);
+    if (!until_ms) {
+        if (strcmp(r->user_id, user_id) == 0) {
+            r->until_ms = r->interval_ms = 0;
+            r->probing = false;
+        }
+        return;
+    }
     r->until_ms = until_ms;
     r->interval_ms = interval_ms;
     r->probing = false;
     strcpy(r->user_id, user_id);
 }
 
-/* The probe's verdict: allowed, it took the token the window waited for;
- * none (Redis did not answer), another request may ask. */
-static void probe_answered(const char *user_id, bool allowed)
+void ratelimit_probe_lost(const char *user_id)
 {
     struct refused *r = refused_slot(user_id);
-    if (!r->probing || strcmp(r->user_id, user_id) != 0) return;
-    r->probing = false;
-    if (allowed) r->until_ms += r->interval_ms;
+    if (strcmp(r->user_id, user_id) == 0) r->probing = false;
 }
 
 bool ratelimit_refused(const char *user_id, bool *probe, int64_t *retry_after_ms)
@@ -134,15 +141,13 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     redisReply *r = reply;
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
         r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER) {
-        if (t->probe) probe_answered(t->user_id, false);
+        if (t->probe) ratelimit_probe_lost(t->user_id);
         t->fn(t->arg, true, false, 0);
     } else {
         bool allowed = r->element[0]->integer == 1;
-        if (!allowed && r->element[1]->integer > 0)
-            remember_refusal(t->user_id, t->sent_ms + r->element[1]->integer, t->interval_ms);
-        else if (t->probe)
-            probe_answered(t->user_id, allowed);
-        t->fn(t->arg, false, allowed, r->element[1]->integer);
+        int64_t wait = r->element[1]->integer;
+        remember_answer(t->user_id, wait > 0 ? t->sent_ms + wait : 0, t->interval_ms);
+        t->fn(t->arg, false, allowed, allowed ? 0 : wait);
     }
     free(t);
 }
@@ -150,15 +155,17 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 int ratelimit_take(struct worker *w, const char *user_id, bool probe, ratelimit_fn fn, void *arg)
 {
     struct take *t = malloc(sizeof *t);
-    if (!t) return -1;
+    if (!t) {
+        if (probe) ratelimit_probe_lost(user_id);
+        return -1;
+    }
     t->fn = fn;
     t->arg = arg;
     t->sent_ms = timefmt_mono_ms();
     t->probe = probe;
     /* Rounded down: the second token is never promised later than it
-     * comes. A rate of 0 never refills: no probe window. */
-    double per_sec = w->cfg->rate_per_sec;
-    t->interval_ms = per_sec > 0 ? (int64_t)(1000.0 / per_sec) : 0;
+     * comes. rate_per_sec > 0 (config.c). */
+    t->interval_ms = (int64_t)(1000.0 / w->cfg->rate_per_sec);
     /* Ids are tokens' subs, at most JWT_SUB_MAX_BYTES; one that is not
      * is never remembered rather than remembered cut short. */
     snprintf(t->user_id, sizeof t->user_id, "%s", strlen(user_id) > JWT_SUB_MAX_BYTES ? "" : user_id);
@@ -168,7 +175,7 @@ int ratelimit_take(struct worker *w, const char *user_id, bool probe, ratelimit_
     snprintf(burst, sizeof burst, "%d", w->cfg->rate_burst);
     const char *argv[3] = {key, rate, burst};
     if (redis_script_run(w->redis, &bucket, on_reply, t, 1, 3, argv, NULL) < 0) {
-        if (probe) probe_answered(t->user_id, false);
+        if (probe) ratelimit_probe_lost(user_id);
         free(t);
         return -1;
     }

@@ -15,12 +15,16 @@ struct worker;
  * will be there. unavailable: Redis did not answer (reply "unavailable"). */
 typedef void (*ratelimit_fn)(void *arg, bool unavailable, bool allowed, int64_t retry_after_ms);
 
-/* True when Redis refused this user a moment ago and no token can have
- * come since, or one can and another request (a probe) is asking for it:
- * the request is refused with retry_after_ms without asking again. When
- * false, *probe says whether this request is the probe, to be passed to
- * ratelimit_take. Call before ratelimit_take. */
+/* True when Redis said a moment ago that this user has no token left
+ * and none can have come since, or one can and another request (a probe)
+ * is asking for it: the request is refused with retry_after_ms without
+ * asking again. When false, *probe says whether this request is the
+ * probe, to be passed to ratelimit_take. Call before ratelimit_take. */
 bool ratelimit_refused(const char *user_id, bool *probe, int64_t *retry_after_ms);
+
+/* The probe ratelimit_refused chose will not be sent (out of memory): the
+ * next request may probe. */
+void ratelimit_probe_lost(const char *user_id);
 
 /* Returns -1 when Redis is down (no callback). */
 int ratelimit_take(struct worker *w, const char *user_id, bool probe, ratelimit_fn fn, void *arg);

@@ -4,7 +4,8 @@
  * for that user; an allowed take, an error or a refusal without a wait
  * remembers nothing; a user sharing the slot replaces the memory, so the
  * first is asked about again and never refused in the other's place;
- * after the window, one probe per refill interval goes to Redis. */
+ * after the window, one probe per refill interval goes to Redis; taking
+ * the last token opens a window, and a token left ends one. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -140,7 +141,7 @@ static void test_refusal_lasts_from_the_send_until_redis_wait(void **state)
     assert_false(refused("ann2", &retry));
 }
 
-static void test_nothing_remembered_but_a_refusal_with_a_wait(void **state)
+static void test_nothing_remembered_without_a_wait(void **state)
 {
     (void)state;
     struct answer a;
@@ -189,9 +190,9 @@ static void test_a_user_in_the_same_slot_replaces_the_memory(void **state)
 
 /* When the window ends, fewer than two tokens can be there for a refill
  * interval (rate 5/s: 200 ms): one request (the probe) asks Redis and
- * the others are refused here. A probe allowed took that token: the
- * window moves on by an interval. A probe refused opens a new window; a
- * probe with no verdict lets the next request ask. */
+ * the others are refused here. Its answer sets what follows: the last
+ * token taken, a new window from its send; a token left, no window; a
+ * refusal, a new window; no verdict, the next request may ask. */
 static void test_one_probe_per_interval_after_a_window(void **state)
 {
     (void)state;
@@ -207,31 +208,23 @@ static void test_one_probe_per_interval_after_a_window(void **state)
     now_ms = sent + 160;
     assert_true(refused("eve", &retry)); /* while the probe asks */
     assert_int_equal(retry, 190);        /* when a second token can be there */
-    redis_answers(1, 0, true);           /* it took the token */
+    redis_answers(1, 195, true);         /* it took the last token */
     assert_true(probe.allowed);
-    assert_true(refused("eve", &retry)); /* the next one is an interval on */
-    assert_int_equal(retry, 190);
-    now_ms = sent + 349;
-    assert_true(refused("eve", &retry));
-    assert_int_equal(retry, 1);
-    now_ms = sent + 350; /* the next probe */
-    assert_false(refused("eve", &retry));
-    assert_true(last_probe);
-    take("eve", &probe);
-    assert_true(refused("eve", &retry));
-    redis_answers(1, 0, true);
-    now_ms = sent + 549;
-    assert_true(refused("eve", &retry));
-    now_ms = sent + 550;
+    assert_int_equal(probe.retry_after_ms, 0);
+    assert_true(refused("eve", &retry)); /* the next one: 195 ms from the probe's send */
+    assert_int_equal(retry, 185);
+    now_ms = sent + 345;
     assert_false(refused("eve", &retry));
     assert_true(last_probe);
     take("eve", &probe);
     /* Past the probe's interval two tokens may be there: not refused,
      * though the probe has not answered. */
-    now_ms = sent + 750;
+    now_ms = sent + 545;
     assert_false(refused("eve", &retry));
     assert_false(last_probe);
-    redis_answers(1, 0, true);
+    redis_answers(1, 0, true); /* tokens left: no window */
+    assert_false(refused("eve", &retry));
+    assert_false(last_probe);
 
     /* A refused probe opens a new window, counted from its send. */
     sent = now_ms;
@@ -262,29 +255,50 @@ static void test_one_probe_per_interval_after_a_window(void **state)
     redis_answers(1, 0, true);
 }
 
-/* A rate of 0 never refills: no interval, so no probe window. */
-static void test_no_probe_window_at_rate_zero(void **state)
+/* A bucket fuller than the window assumed (reset by a failover, refilled
+ * faster by a host on a higher rate): the first answer that says a token
+ * is left ends the window, so nothing more is refused here. */
+static void test_a_token_left_ends_the_window(void **state)
+{
+    (void)state;
+    struct answer a, probe;
+    int64_t retry;
+    int64_t sent = now_ms;
+    take("ida", &a);
+    redis_answers(0, 100, true);
+    now_ms = sent + 100;
+    assert_false(refused("ida", &retry));
+    take("ida", &probe);
+    redis_answers(1, 0, true); /* nine more where the window assumed none */
+    for (int i = 0; i < 5; i++) assert_false(refused("ida", &retry));
+}
+
+/* Taking the last token opens a window too: the next request before the
+ * refill is refused here, as Redis would. */
+static void test_the_last_token_taken_opens_a_window(void **state)
 {
     (void)state;
     struct answer a;
     int64_t retry;
-    cfg.rate_per_sec = 0;
     int64_t sent = now_ms;
-    take("hal", &a);
-    redis_answers(0, 1000, true);
-    now_ms = sent + 1000;
-    assert_false(refused("hal", &retry));
-    assert_false(refused("hal", &retry));
+    take("jon", &a);
+    now_ms = sent + 20;
+    redis_answers(1, 120, true);
+    assert_true(a.allowed);
+    assert_true(refused("jon", &retry));
+    assert_int_equal(retry, 100);
+    assert_false(refused("joe", &retry));
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_refusal_lasts_from_the_send_until_redis_wait, setup),
-        cmocka_unit_test_setup(test_nothing_remembered_but_a_refusal_with_a_wait, setup),
+        cmocka_unit_test_setup(test_nothing_remembered_without_a_wait, setup),
         cmocka_unit_test_setup(test_a_user_in_the_same_slot_replaces_the_memory, setup),
         cmocka_unit_test_setup(test_one_probe_per_interval_after_a_window, setup),
-        cmocka_unit_test_setup(test_no_probe_window_at_rate_zero, setup),
+        cmocka_unit_test_setup(test_a_token_left_ends_the_window, setup),
+        cmocka_unit_test_setup(test_the_last_token_taken_opens_a_window, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 #include "worker/redis_script.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     redisReply *r = reply;
     if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0 &&
         strcmp(c->argv[0], "EVALSHA") == 0) {
+        c->script->sent_on = NULL; /* flushed: the next new call sends it whole */
         if (send_call(c, 0) == 0) return;
         r = NULL;
     }
@@ -96,9 +98,13 @@ int redis_script_run(struct redis_link *l, struct redis_script *s, redisCallback
         c->argvlen[3 + i] = n;
         p += n;
     }
-    if (send_call(c, 1) < 0) {
+    uint64_t conn = redis_link_reconnects(l);
+    bool cached = s->sent_on == l && s->sent_conn == conn;
+    if (send_call(c, cached) < 0) {
         call_free(c);
         return -1;
     }
+    s->sent_on = l;
+    s->sent_conn = conn;
     return 0;
 }

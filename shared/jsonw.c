@@ -81,6 +81,20 @@ void jsonw_str(struct jsonw *w, const char *s, size_t n)
 
 void jsonw_cstr(struct jsonw *w, const char *s) { jsonw_str(w, s, strlen(s)); }
 
+void jsonw_user(struct jsonw *w, const char *id, size_t id_len, const char *name, size_t name_len)
+{
+    jsonw_raw(w, "{\"id\":");
+    jsonw_str(w, id, id_len);
+    jsonw_raw(w, ",\"name\":");
+    jsonw_str(w, name, name_len);
+    jsonw_raw(w, "}");
+}
+
+size_t jsonw_user_len(const char *id, size_t id_len, const char *name, size_t name_len)
+{
+    return sizeof "{\"id\":,\"name\":}" - 1 + jsonw_str_len(id, id_len) + jsonw_str_len(name, name_len);
+}
+
 void jsonw_i64(struct jsonw *w, int64_t v)
 {
     char num[24];

@@ -30,6 +30,10 @@ void jsonw_cstr(struct jsonw *w, const char *s);
  * a buffer exactly. */
 size_t jsonw_str_len(const char *s, size_t n);
 void jsonw_i64(struct jsonw *w, int64_t v);
+/* {"id":<id>,"name":<name>}: a user, as events and online lists name one. */
+void jsonw_user(struct jsonw *w, const char *id, size_t id_len, const char *name, size_t name_len);
+/* What jsonw_user writes, in bytes. */
+size_t jsonw_user_len(const char *id, size_t id_len, const char *name, size_t name_len);
 /* NUL-terminates; returns the length, or -1 when it did not fit. */
 long jsonw_finish(struct jsonw *w);
 

@@ -209,11 +209,9 @@ static void typing(struct conn *c, struct chat_session *s)
     jsonw_init(&w, buf, sizeof buf);
     jsonw_raw(&w, "{\"type\":\"typing\",\"room\":");
     jsonw_cstr(&w, s->room_name);
-    jsonw_raw(&w, ",\"user\":{\"id\":");
-    jsonw_cstr(&w, s->user_id);
-    jsonw_raw(&w, ",\"name\":");
-    jsonw_cstr(&w, s->user_name);
-    jsonw_raw(&w, "}}");
+    jsonw_raw(&w, ",\"user\":");
+    jsonw_user(&w, s->user_id, strlen(s->user_id), s->user_name, strlen(s->user_name));
+    jsonw_raw(&w, "}");
     long n = jsonw_finish(&w);
     char conn_id[37];
     chat_session_conn_id(s, conn_id);

@@ -69,10 +69,11 @@
 
 /* ARGV: prefix, instance, alive_ms, reconcile (0/1), then groups of room,
  * user, name, role, delta (reconcile: the count), list, the user's JSON
- * object ('': none). list '1' returns the room's online users as they are
- * after this group; 'b' (an upgrade's join) first checks the ban set and,
- * for a banned user, changes nothing and returns 0 in place of the list:
- * the verdict comes with the join, in the same call. With reconcile the
+ * object ('': none). list is '0' (leaves, reconciles) or 'b', an
+ * upgrade's join: it first checks the ban set and, for a banned user,
+ * changes nothing and returns 0; otherwise it returns the room's online
+ * users as they are after this group. The verdict comes with the join,
+ * in the same call. With reconcile the
  * instance's counts become exactly the given ones and its heartbeat is
  * renewed; otherwise the heartbeat script renews it. Returns one entry
  * per group that asked, in order: a list as id, name, id, name, ..., or 0. */
@@ -254,14 +255,11 @@ static bool user_entry_ok(const redisReply *id, const redisReply *name)
  * the users in it. */
 static char *users_json(const redisReply *r, size_t *len, size_t *count)
 {
-    static const char punctuation[] = "{\"id\":,\"name\":},";
     bool array = r && r->type == REDIS_REPLY_ARRAY;
     size_t cap = sizeof "[]";
     for (size_t i = 0; array && i + 1 < r->elements; i += 2) {
         const redisReply *id = r->element[i], *name = r->element[i + 1];
-        if (user_entry_ok(id, name))
-            cap += jsonw_str_len(id->str, id->len) + jsonw_str_len(name->str, name->len) +
-                   sizeof punctuation - 1;
+        if (user_entry_ok(id, name)) cap += jsonw_user_len(id->str, id->len, name->str, name->len) + 1;
     }
     char *text = malloc(cap);
     if (!text) return NULL;
@@ -274,11 +272,7 @@ static char *users_json(const redisReply *r, size_t *len, size_t *count)
         const redisReply *id = r->element[i], *name = r->element[i + 1];
         if (!user_entry_ok(id, name)) continue;
         jsonw_raw(&jw, sep);
-        jsonw_raw(&jw, "{\"id\":");
-        jsonw_str(&jw, id->str, id->len);
-        jsonw_raw(&jw, ",\"name\":");
-        jsonw_str(&jw, name->str, name->len);
-        jsonw_raw(&jw, "}");
+        jsonw_user(&jw, id->str, id->len, name->str, name->len);
         sep = ",";
         ++*count;
     }
@@ -502,8 +496,7 @@ static int enqueue(struct presence *p, struct conn *c, const struct chat_session
 {
     const char *src[6] = {s->room_name, s->user_id, s->user_name, jwt_role_name(s->role), delta, list};
     size_t id_len = strlen(s->user_id), name_len = strlen(s->user_name);
-    size_t user_json = sizeof "{\"id\":,\"name\":}" - 1 + jsonw_str_len(s->user_id, id_len) +
-                       jsonw_str_len(s->user_name, name_len) + 1;
+    size_t user_json = jsonw_user_len(s->user_id, id_len, s->user_name, name_len) + 1;
     size_t size = user_json;
     for (int i = 0; i < 6; i++) size += strlen(src[i]) + 1;
     struct presence_op *op = malloc(sizeof *op + size);
@@ -517,11 +510,7 @@ static int enqueue(struct presence *p, struct conn *c, const struct chat_session
     }
     struct jsonw jw;
     jsonw_init(&jw, dst, user_json);
-    jsonw_raw(&jw, "{\"id\":");
-    jsonw_str(&jw, s->user_id, id_len);
-    jsonw_raw(&jw, ",\"name\":");
-    jsonw_str(&jw, s->user_name, name_len);
-    jsonw_raw(&jw, "}");
+    jsonw_user(&jw, s->user_id, id_len, s->user_name, name_len);
     if (jsonw_finish(&jw) < 0) { /* cannot happen: the size is exact */
         free(op);
         return -1;

@@ -64,20 +64,27 @@ static struct redis_script bucket = {.body = script};
  * window ended. Any answer that says a token is there ends the window: a
  * bucket reset (a failover) or refilled faster elsewhere (a host on a
  * higher rate_per_sec) is believed at once. */
-#define REFUSED_SLOTS 256
+#define WINDOW_SLOTS 256
 
-struct refused {
+struct window {
     int64_t until_ms;
     int64_t interval_ms; /* one token's refill, rounded down */
     bool probing;        /* a take is with Redis in the probe interval */
     char user_id[JWT_SUB_MAX_BYTES + 1];
 };
 
-static struct refused refused[REFUSED_SLOTS];
+static struct window windows[WINDOW_SLOTS];
 
-static struct refused *refused_slot(const char *user_id)
+static struct window *window_slot(const char *user_id)
 {
-    return &refused[fnv1a_str(user_id) % REFUSED_SLOTS];
+    return &windows[fnv1a_str(user_id) % WINDOW_SLOTS];
+}
+
+/* The user's window, or NULL when the slot holds another user's. */
+static struct window *window_of(const char *user_id)
+{
+    struct window *r = window_slot(user_id);
+    return strcmp(r->user_id, user_id) == 0 ? r : NULL;
 }
 
 /* Redis's answer to a take of this user: no token until until_ms, or
@@ -85,32 +92,26 @@ static struct refused *refused_slot(const char *user_id)
 static void remember_answer(const char *user_id, int64_t until_ms, int64_t interval_ms)
 {
     if (!user_id[0]) return; /* an id too long to keep (ratelimit_take) */
-    struct refused *r = refused_slot(user_id);
-    if (!until_ms) {
-        if (strcmp(r->user_id, user_id) == 0) {
-            r->until_ms = r->interval_ms = 0;
-            r->probing = false;
-        }
-        return;
-    }
+    struct window *r = until_ms ? window_slot(user_id) : window_of(user_id);
+    if (!r) return;
     r->until_ms = until_ms;
-    r->interval_ms = interval_ms;
+    r->interval_ms = until_ms ? interval_ms : 0;
     r->probing = false;
     strcpy(r->user_id, user_id);
 }
 
 void ratelimit_probe_lost(const char *user_id)
 {
-    struct refused *r = refused_slot(user_id);
-    if (strcmp(r->user_id, user_id) == 0) r->probing = false;
+    struct window *r = window_of(user_id);
+    if (r) r->probing = false;
 }
 
 bool ratelimit_refused(const char *user_id, bool *probe, int64_t *retry_after_ms)
 {
-    struct refused *r = refused_slot(user_id);
+    struct window *r = window_of(user_id);
     int64_t now = timefmt_mono_ms();
     *probe = false;
-    if (strcmp(r->user_id, user_id) != 0) return false;
+    if (!r) return false;
     if (now >= r->until_ms + r->interval_ms) return false; /* two tokens may be there */
     if (now < r->until_ms) {
         *retry_after_ms = r->until_ms - now;

@@ -95,7 +95,8 @@ void ws_conn_upgrade(struct http_req *req)
     chat_admit(req, accept);
 }
 
-static struct ws_shared *bytes_new(const void *data, size_t len);
+static struct ws_shared *bytes_new(const void *head, size_t head_len, const void *body,
+                                   size_t body_len);
 
 /* The 101 waits in the connection's queue for the welcome and leaves with
  * it in one writev: the client can do nothing before its welcome, and a
@@ -112,7 +113,7 @@ static int send_switching(struct conn *c, const char *accept_key)
                      "Sec-WebSocket-Accept: %s\r\n\r\n",
                      accept_key);
     if (n < 0 || (size_t)n >= sizeof head) n = 0; /* cannot happen: the key is 28 characters */
-    struct ws_shared *f = bytes_new(head, (size_t)n);
+    struct ws_shared *f = bytes_new(head, (size_t)n, NULL, 0);
     if (!f) return -1;
     /* Behind earlier answers still unsent it goes to the bufferevent,
      * which writes it on its own: then it cannot be taken back. */
@@ -206,13 +207,17 @@ static bool make_room(struct conn *c, size_t len)
     return true;
 }
 
-static struct ws_shared *bytes_new(const void *data, size_t len)
+/* head then body (body_len may be 0), with one reference. */
+static struct ws_shared *bytes_new(const void *head, size_t head_len, const void *body,
+                                   size_t body_len)
 {
-    struct ws_shared *f = malloc(sizeof *f + len);
+    if (body_len > UINT32_MAX - head_len) return NULL;
+    struct ws_shared *f = malloc(sizeof *f + head_len + body_len);
     if (!f) return NULL;
     f->refs = 1;
-    f->len = (uint32_t)len;
-    memcpy(f->data, data, len);
+    f->len = (uint32_t)(head_len + body_len);
+    memcpy(f->data, head, head_len);
+    if (body_len) memcpy(f->data + head_len, body, body_len);
     return f;
 }
 
@@ -220,14 +225,7 @@ static struct ws_shared *frame_new(uint8_t opcode, const void *payload, size_t l
 {
     uint8_t head[WS_FRAME_HEADER_MAX];
     size_t hl = ws_frame_header_encode(head, opcode, len);
-    if (len > UINT32_MAX - hl) return NULL;
-    struct ws_shared *f = malloc(sizeof *f + hl + len);
-    if (!f) return NULL;
-    f->refs = 1;
-    f->len = (uint32_t)(hl + len);
-    memcpy(f->data, head, hl);
-    if (len) memcpy(f->data + hl, payload, len);
-    return f;
+    return bytes_new(head, hl, payload, len);
 }
 
 /* A frame for this connection alone (control frames, acks, errors). */

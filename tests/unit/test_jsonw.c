@@ -87,6 +87,33 @@ static void test_cstr_raw_i64(void **state)
     assert_string_equal(buf, want);
 }
 
+/* A user object, escaped, and exactly as long as jsonw_user_len says:
+ * callers size their buffers with it. */
+static void test_user(void **state)
+{
+    (void)state;
+    static const char *const ids[] = {"u1", "a\"b", ""};
+    static const char *const names[] = {"Ann", "\xc3\xa9\n\\", "x\x01"};
+    static const char *const want[] = {
+        "{\"id\":\"u1\",\"name\":\"Ann\"}",
+        "{\"id\":\"a\\\"b\",\"name\":\"\xc3\xa9\\n\\\\\"}",
+        "{\"id\":\"\",\"name\":\"x\\u0001\"}",
+    };
+    for (size_t i = 0; i < 3; i++) {
+        size_t need = jsonw_user_len(ids[i], strlen(ids[i]), names[i], strlen(names[i]));
+        assert_int_equal(need, strlen(want[i]));
+        char buf[64];
+        struct jsonw w;
+        jsonw_init(&w, buf, need + 1);
+        jsonw_user(&w, ids[i], strlen(ids[i]), names[i], strlen(names[i]));
+        assert_int_equal(jsonw_finish(&w), (long)need);
+        assert_string_equal(buf, want[i]);
+        jsonw_init(&w, buf, need); /* a byte short: no room for the NUL */
+        jsonw_user(&w, ids[i], strlen(ids[i]), names[i], strlen(names[i]));
+        assert_int_equal(jsonw_finish(&w), -1);
+    }
+}
+
 /* Random bytes drawn mostly from the troublesome ones, as valid UTF-8:
  * jsonw's output must parse back to exactly the input. */
 static size_t random_text(char *out, size_t cap, unsigned *seed)
@@ -219,6 +246,7 @@ int main(void)
         cmocka_unit_test(test_escapes),
         cmocka_unit_test(test_utf8_passthrough),
         cmocka_unit_test(test_cstr_raw_i64),
+        cmocka_unit_test(test_user),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_overflow_never_writes_past_cap),
         cmocka_unit_test(test_overflow_is_sticky),

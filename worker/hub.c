@@ -87,7 +87,6 @@ struct hub {
     char control_channel[128];
 };
 
-
 static struct hub_room *find_room(const struct hub *h, const char *name)
 {
     for (struct hub_room *r = h->buckets[fnv1a_str(name) % HUB_BUCKETS]; r; r = r->hnext)

@@ -2,8 +2,10 @@
  * its edge: the first call on each connection of a link sends the body
  * (EVAL), the later ones the SHA-1 (EVALSHA), so no call can meet
  * NOSCRIPT and be resent behind calls sent after it; a new connection
- * (or another link) gets the body again; a NOSCRIPT (a flush) is answered
- * with a resend of the body, and the next new call sends the body too. */
+ * (or another link) gets the body again. A flush while connected: the
+ * calls that meet NOSCRIPT and the calls made meanwhile wait until every
+ * call sent before the flush was noticed has answered, then go out in the
+ * order they were made, the first whole. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -20,6 +22,7 @@
 #define MAX_SENT 16
 
 static uint64_t conn_gen = 1;
+static bool link_down;
 static int nsent;
 static char sent_cmd[MAX_SENT][8];
 static redisCallbackFn *sent_fn[MAX_SENT];
@@ -47,6 +50,7 @@ int __wrap_redis_link_commandargv(struct redis_link *l, redisCallbackFn *fn, voi
 {
     (void)l;
     (void)argvlen;
+    if (link_down) return -1;
     assert_true(argc >= 3);
     assert_true(nsent < MAX_SENT);
     strncpy(sent_cmd[nsent], argv[0], sizeof sent_cmd[nsent] - 1);
@@ -57,12 +61,14 @@ int __wrap_redis_link_commandargv(struct redis_link *l, redisCallbackFn *fn, voi
 }
 
 static int replies;
+static intptr_t answered[MAX_SENT]; /* the privdata of each answered call, in order */
+static bool answered_null[MAX_SENT];
 
 static void on_done(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)ac;
-    (void)reply;
-    (void)privdata;
+    answered[replies] = (intptr_t)privdata;
+    answered_null[replies] = reply == NULL;
     replies++;
 }
 
@@ -70,10 +76,18 @@ static struct redis_script script = {.body = "return 1"};
 static struct redis_link *link_a = (struct redis_link *)&conn_gen; /* never dereferenced */
 static struct redis_link *link_b = (struct redis_link *)&nsent;
 
-static void run(struct redis_link *l)
+static void run_tagged(struct redis_link *l, intptr_t tag)
 {
     const char *argv[1] = {"x"};
-    assert_int_equal(redis_script_run(l, &script, on_done, NULL, 0, 1, argv, NULL), 0);
+    assert_int_equal(redis_script_run(l, &script, on_done, (void *)tag, 0, 1, argv, NULL), 0);
+}
+
+static void run(struct redis_link *l) { run_tagged(l, 0); }
+
+static void reset(void)
+{
+    nsent = 0;
+    replies = 0;
 }
 
 /* Answers call i (frees it) with an integer, or NOSCRIPT. */
@@ -106,26 +120,99 @@ static void test_body_first_on_each_connection(void **state)
     for (int i = 0; i < 7; i++) answer(i, false);
     assert_int_equal(replies, 7);
 
-    /* A flush while connected: the NOSCRIPT call is resent whole, and so
-     * is the next new call. */
-    nsent = 0;
-    replies = 0;
+    /* A flush while connected, nothing else in flight: the NOSCRIPT call
+     * is resent whole, and the next new call follows it by SHA-1. */
+    reset();
     run(link_a);
     assert_string_equal(sent_cmd[0], "EVALSHA");
     answer(0, true);
     assert_int_equal(replies, 0);
+    assert_int_equal(nsent, 2);
     assert_string_equal(sent_cmd[1], "EVAL");
     run(link_a);
-    assert_string_equal(sent_cmd[2], "EVAL");
+    assert_string_equal(sent_cmd[2], "EVALSHA");
     answer(1, false);
     answer(2, false);
     assert_int_equal(replies, 2);
+}
+
+/* Calls 1, 2, 3 in flight when Redis is flushed; 1 and 3 meet NOSCRIPT,
+ * 2 finds the body another client sent meanwhile. Call 4 is made after
+ * 1's NOSCRIPT, before 3's. Nothing is sent until 3 has answered; then
+ * 1, 3, 4 go out in that order, 1 whole. */
+static void test_flush_keeps_order(void **state)
+{
+    (void)state;
+    conn_gen++;
+    reset();
+    run_tagged(link_a, 1);
+    answer(0, false); /* the body is cached on this connection */
+    reset();
+    run_tagged(link_a, 1);
+    run_tagged(link_a, 2);
+    run_tagged(link_a, 3);
+    assert_int_equal(nsent, 3);
+    answer(0, true);
+    assert_int_equal(nsent, 3); /* 1 waits */
+    run_tagged(link_a, 4);
+    assert_int_equal(nsent, 3); /* 4 waits behind it */
+    answer(1, false);
+    assert_int_equal(replies, 1);
+    assert_int_equal(answered[0], 2);
+    assert_int_equal(nsent, 3);
+    answer(2, true);
+    assert_int_equal(nsent, 6);
+    assert_string_equal(sent_cmd[3], "EVAL");
+    assert_string_equal(sent_cmd[4], "EVALSHA");
+    assert_string_equal(sent_cmd[5], "EVALSHA");
+    assert_int_equal(sent_priv[3] != NULL, 1);
+    answer(3, false);
+    answer(4, false);
+    answer(5, false);
+    assert_int_equal(replies, 4);
+    assert_int_equal(answered[1], 1);
+    assert_int_equal(answered[2], 3);
+    assert_int_equal(answered[3], 4);
+    /* Waiting is over: a new call goes straight out. */
+    run_tagged(link_a, 5);
+    assert_int_equal(nsent, 7);
+    assert_string_equal(sent_cmd[6], "EVALSHA");
+    answer(6, false);
+    assert_int_equal(answered[4], 5);
+}
+
+/* The link drops while calls wait out a flush: the calls still in flight
+ * are answered with NULL by the link, and the waiting ones, which can no
+ * longer be sent, with NULL after them, in order. */
+static void test_flush_then_drop(void **state)
+{
+    (void)state;
+    conn_gen++;
+    reset();
+    run_tagged(link_a, 1);
+    answer(0, false);
+    reset();
+    run_tagged(link_a, 1);
+    run_tagged(link_a, 2);
+    answer(0, true);
+    run_tagged(link_a, 3);
+    link_down = true;
+    sent_fn[1](NULL, NULL, sent_priv[1]); /* the link drops: 2 gets NULL */
+    link_down = false;
+    assert_int_equal(nsent, 2);
+    assert_int_equal(replies, 3);
+    assert_int_equal(answered[0], 2);
+    assert_int_equal(answered[1], 1);
+    assert_int_equal(answered[2], 3);
+    for (int i = 0; i < 3; i++) assert_true(answered_null[i]);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_body_first_on_each_connection),
+        cmocka_unit_test(test_flush_keeps_order),
+        cmocka_unit_test(test_flush_then_drop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,11 +10,21 @@
 
 #include "worker/redis_link.h"
 
+/* Where a call stands. Calls are listed in the order they were made and
+ * answered in that order: one answered ahead of its turn is held. */
+enum call_state {
+    CALL_SENT,      /* waiting for its answer */
+    CALL_HELD,      /* answered (reply, or NULL: failed); earlier calls are not */
+    CALL_RESEND,    /* met NOSCRIPT: to be sent again when the flush is waited out */
+    CALL_UNSENT,    /* made while a flush was waited out */
+};
+
 /* A call keeps its arguments until answered: a NOSCRIPT is answered by
  * sending them again. */
 struct script_call {
-    struct script_call *prev, *next; /* in the script's in-flight or parked list */
-    bool in_flight;
+    struct script_call *prev, *next; /* the script's calls, in the order made */
+    enum call_state state;
+    redisReply *reply;      /* a held answer */
     struct redis_link *link;
     struct redis_script *script;
     redisCallbackFn *fn;
@@ -37,37 +47,84 @@ static void ensure_sha(struct redis_script *s)
 
 static void call_free(struct script_call *c)
 {
+    if (c->reply) freeReplyObject(c->reply);
     free(c->argv);
     free(c->argvlen);
     free(c->store);
     free(c);
 }
 
-static void in_flight_remove(struct redis_script *s, struct script_call *c)
+static void call_append(struct redis_script *s, struct script_call *c)
 {
-    if (!c->in_flight) return;
-    if (c->prev) c->prev->next = c->next;
-    else s->in_flight_head = c->next;
-    if (c->next) c->next->prev = c->prev;
-    else s->in_flight_tail = c->prev;
-    c->prev = c->next = NULL;
-    c->in_flight = false;
+    c->prev = s->calls_tail;
+    c->next = NULL;
+    if (s->calls_tail) s->calls_tail->next = c;
+    else s->calls_head = c;
+    s->calls_tail = c;
 }
 
-/* A call made while a flush is waited out goes last. One that met
- * NOSCRIPT was made before all of those: it goes after the others that
- * met it, ahead of the new ones. */
-static void park(struct redis_script *s, struct script_call *c, bool resend)
+static void call_remove(struct redis_script *s, struct script_call *c)
 {
-    struct script_call *after = resend ? s->last_resend : s->parked_tail;
-    c->prev = after;
-    c->next = after ? after->next : s->parked_head;
-    if (c->next) c->next->prev = c;
-    else s->parked_tail = c;
-    if (after) after->next = c;
-    else s->parked_head = c;
-    if (resend) s->last_resend = c;
-    s->parked++;
+    if (c->prev) c->prev->next = c->next;
+    else s->calls_head = c->next;
+    if (c->next) c->next->prev = c->prev;
+    else s->calls_tail = c->prev;
+}
+
+/* hiredis frees a reply when its callback returns: one answered ahead of
+ * its turn is copied, in a form freeReplyObject frees. */
+static redisReply *reply_copy(const redisReply *r)
+{
+    redisReply *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->type = r->type;
+    c->integer = r->integer;
+    if (r->str) {
+        c->str = malloc(r->len + 1);
+        if (!c->str) goto fail;
+        memcpy(c->str, r->str, r->len);
+        c->str[r->len] = '\0';
+        c->len = r->len;
+    }
+    if (r->type == REDIS_REPLY_ARRAY && r->elements) {
+        c->element = calloc(r->elements, sizeof *c->element);
+        if (!c->element) goto fail;
+        c->elements = r->elements;
+        for (size_t i = 0; i < r->elements; i++) {
+            if (r->element[i] && !(c->element[i] = reply_copy(r->element[i]))) goto fail;
+        }
+    }
+    return c;
+fail:
+    freeReplyObject(c);
+    return NULL;
+}
+
+static void answer(struct script_call *c, redisAsyncContext *ac, redisReply *r)
+{
+    call_remove(c->script, c);
+    if (c->fn) c->fn(ac, r, c->privdata);
+    call_free(c);
+}
+
+/* Answers the held calls that have come to the front, in order. */
+static void answer_held(struct redis_script *s)
+{
+    struct script_call *c;
+    while ((c = s->calls_head) && c->state == CALL_HELD) answer(c, NULL, c->reply);
+}
+
+/* c is answered, but a call made before it is not: its answer waits.
+ * Without memory for a copy it is given now, out of turn: losing the
+ * answer of a script that ran would be worse (a presence join counted
+ * and never uncounted). */
+static void hold(struct script_call *c, redisAsyncContext *ac, redisReply *r)
+{
+    if (r && !(c->reply = reply_copy(r))) {
+        answer(c, ac, r);
+        return;
+    }
+    c->state = CALL_HELD;
 }
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata);
@@ -79,47 +136,28 @@ static int send_call(struct script_call *c, bool with_sha)
     c->argv[1] = with_sha ? c->script->sha : c->script->body;
     c->argvlen[1] = strlen(c->argv[1]);
     if (redis_link_commandargv(c->link, on_reply, c, c->argc, c->argv, c->argvlen) < 0) return -1;
-    struct redis_script *s = c->script;
-    c->prev = s->in_flight_tail;
-    c->next = NULL;
-    if (s->in_flight_tail) s->in_flight_tail->next = c;
-    else s->in_flight_head = c;
-    s->in_flight_tail = c;
-    c->in_flight = true;
-    s->sent_on = c->link;
-    s->sent_conn = redis_link_reconnects(c->link);
+    c->state = CALL_SENT;
+    c->script->sent_on = c->link;
+    c->script->sent_conn = redis_link_reconnects(c->link);
     return 0;
 }
 
-/* The flush has been waited out: every call sent before it has answered.
- * The parked calls go out in order, the first whole. Those that cannot
- * (the link dropped) are answered only after all were tried, so that a
- * callback making a new call cannot get ahead of them. */
+/* The flush has been waited out: every call sent before it on the link
+ * has answered. Those that met NOSCRIPT and those made meanwhile go out
+ * in the order they were made, the first whole. One that cannot be sent
+ * (the link dropped) is answered NULL in its turn. */
 static void release_parked(struct redis_script *s)
 {
-    struct script_call *c = s->parked_head;
-    s->parked_head = s->parked_tail = s->last_resend = NULL;
-    s->parked = 0;
+    const struct redis_link *l = s->parked_on;
     s->parked_on = NULL;
     s->park_end = NULL;
     s->sent_on = NULL;
-    struct script_call *failed = NULL, **failed_tail = &failed;
-    while (c) {
-        struct script_call *next = c->next;
+    for (struct script_call *c = s->calls_head; c; c = c->next) {
+        if (c->link != l || (c->state != CALL_RESEND && c->state != CALL_UNSENT)) continue;
         bool cached = s->sent_on == c->link && s->sent_conn == redis_link_reconnects(c->link);
-        if (send_call(c, cached) < 0) {
-            c->next = NULL;
-            *failed_tail = c;
-            failed_tail = &c->next;
-        }
-        c = next;
+        if (send_call(c, cached) < 0) c->state = CALL_HELD;
     }
-    while (failed) {
-        struct script_call *next = failed->next;
-        if (failed->fn) failed->fn(NULL, NULL, failed->privdata);
-        call_free(failed);
-        failed = next;
-    }
+    answer_held(s);
 }
 
 static bool is_noscript(const redisReply *r)
@@ -132,35 +170,34 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     struct script_call *c = privdata;
     struct redis_script *s = c->script;
     redisReply *r = reply;
-    in_flight_remove(s, c);
+    bool noscript = is_noscript(r) && strcmp(c->argv[0], "EVALSHA") == 0;
     bool ends_park = s->park_end == c;
-    if (is_noscript(r) && strcmp(c->argv[0], "EVALSHA") == 0) {
-        if (s->parked_on && s->parked_on != c->link) {
-            /* A flush waited out on another link: that link's order is
-             * kept; this call is simply sent again. */
-            if (send_call(c, false) == 0) return;
-            r = NULL;
-        } else {
-            if (!s->parked_on) {
-                /* Replies come in the order calls were sent: the calls
-                 * behind this one on its link are the ones to wait for. */
-                s->parked_on = c->link;
-                for (struct script_call *o = s->in_flight_tail; o; o = o->prev) {
-                    if (o->link == c->link) {
-                        s->park_end = o;
-                        break;
-                    }
-                }
-                ends_park = !s->park_end;
+    if (noscript && !s->parked_on) {
+        /* Replies come in the order calls were sent: the calls sent
+         * behind this one on its link are the ones to wait for. */
+        s->parked_on = c->link;
+        for (struct script_call *o = s->calls_tail; o != c; o = o->prev) {
+            if (o->link == c->link && o->state == CALL_SENT) {
+                s->park_end = o;
+                break;
             }
-            park(s, c, true);
-            if (ends_park) release_parked(s);
-            return;
         }
+        ends_park = !s->park_end;
     }
-    if (c->fn) c->fn(ac, r, c->privdata);
-    call_free(c);
+    if (noscript && s->parked_on == c->link) {
+        c->state = CALL_RESEND;
+    } else if (noscript) {
+        /* A flush waited out on another link: this one's calls are simply
+         * sent again, in their place in the order of answers. */
+        if (send_call(c, false) == 0) return;
+        hold(c, ac, NULL);
+    } else if (s->calls_head == c) {
+        answer(c, ac, r);
+    } else {
+        hold(c, ac, r);
+    }
     if (ends_park) release_parked(s);
+    answer_held(s);
 }
 
 int redis_script_run(struct redis_link *l, struct redis_script *s, redisCallbackFn *fn,
@@ -197,17 +234,14 @@ int redis_script_run(struct redis_link *l, struct redis_script *s, redisCallback
         p += n;
     }
     if (s->parked_on == l) {
-        if (s->parked >= REDIS_SCRIPT_PARKED_MAX) {
+        c->state = CALL_UNSENT;
+    } else {
+        bool cached = s->sent_on == l && s->sent_conn == redis_link_reconnects(l);
+        if (send_call(c, cached) < 0) {
             call_free(c);
             return -1;
         }
-        park(s, c, false);
-        return 0;
     }
-    bool cached = s->sent_on == l && s->sent_conn == redis_link_reconnects(l);
-    if (send_call(c, cached) < 0) {
-        call_free(c);
-        return -1;
-    }
+    call_append(s, c);
     return 0;
 }

@@ -375,8 +375,12 @@ static void worker_teardown(struct worker *w)
     /* Requests in flight call back into closed connections, which only
      * drop their references. */
     if (w->store) store_free(w->store);
-    if (w->presence) presence_free(w->presence);
+    /* The link before presence: freeing it answers what is in flight, and
+     * a script answer held for its turn (worker/redis_script.h) is a real
+     * one, which presence's callbacks act on. */
     if (w->redis) redis_link_free(w->redis);
+    w->redis = NULL;
+    if (w->presence) presence_free(w->presence);
     if (w->pg) pg_pool_free(w->pg);
     static_files_free(w->files);
     ip_limit_free(w->ip_limit);

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -62,13 +63,18 @@ int __wrap_redis_link_commandargv(struct redis_link *l, redisCallbackFn *fn, voi
 
 static int replies;
 static intptr_t answered[MAX_SENT]; /* the privdata of each answered call, in order */
-static bool answered_null[MAX_SENT];
+static char answered_what[MAX_SENT][32]; /* and what it got */
 
 static void on_done(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)ac;
+    const redisReply *r = reply;
+    char *what = answered_what[replies];
+    if (!r) snprintf(what, sizeof answered_what[0], "null");
+    else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2)
+        snprintf(what, sizeof answered_what[0], "list:%s,%s", r->element[0]->str, r->element[1]->str);
+    else snprintf(what, sizeof answered_what[0], "type %d", r->type);
     answered[replies] = (intptr_t)privdata;
-    answered_null[replies] = reply == NULL;
     replies++;
 }
 
@@ -97,6 +103,20 @@ static void answer(int i, bool noscript)
     char msg[] = "NOSCRIPT No matching script.";
     redisReply err = {.type = REDIS_REPLY_ERROR, .str = msg, .len = sizeof msg - 1};
     sent_fn[i](NULL, noscript ? &err : &ok, sent_priv[i]);
+}
+
+/* Answers call i with a list, as the presence join gets, and scribbles
+ * over it afterwards as hiredis frees it. */
+static void answer_list(int i)
+{
+    char id[] = "alice", name[] = "Alice";
+    redisReply e0 = {.type = REDIS_REPLY_STRING, .str = id, .len = 5};
+    redisReply e1 = {.type = REDIS_REPLY_STRING, .str = name, .len = 5};
+    redisReply *elems[2] = {&e0, &e1};
+    redisReply list = {.type = REDIS_REPLY_ARRAY, .elements = 2, .element = elems};
+    sent_fn[i](NULL, &list, sent_priv[i]);
+    memset(id, 'x', 5);
+    memset(name, 'x', 5);
 }
 
 static void test_body_first_on_each_connection(void **state)
@@ -137,9 +157,10 @@ static void test_body_first_on_each_connection(void **state)
 }
 
 /* Calls 1, 2, 3 in flight when Redis is flushed; 1 and 3 meet NOSCRIPT,
- * 2 finds the body another client sent meanwhile. Call 4 is made after
- * 1's NOSCRIPT, before 3's. Nothing is sent until 3 has answered; then
- * 1, 3, 4 go out in that order, 1 whole. */
+ * 2 runs (another client sent the body meanwhile). Call 4 is made after
+ * 1's NOSCRIPT. Nothing is sent until 3 has answered; then 1, 3, 4 go
+ * out in that order, 1 whole, and the callbacks come as 1, 2, 3, 4: 2's
+ * answer is held, copied, until 1's. */
 static void test_flush_keeps_order(void **state)
 {
     (void)state;
@@ -156,21 +177,22 @@ static void test_flush_keeps_order(void **state)
     assert_int_equal(nsent, 3); /* 1 waits */
     run_tagged(link_a, 4);
     assert_int_equal(nsent, 3); /* 4 waits behind it */
-    answer(1, false);
-    assert_int_equal(replies, 1);
-    assert_int_equal(answered[0], 2);
-    assert_int_equal(nsent, 3);
+    answer_list(1);
+    assert_int_equal(replies, 0); /* 2 ran, but 1 has not */
     answer(2, true);
     assert_int_equal(nsent, 6);
     assert_string_equal(sent_cmd[3], "EVAL");
     assert_string_equal(sent_cmd[4], "EVALSHA");
     assert_string_equal(sent_cmd[5], "EVALSHA");
-    assert_int_equal(sent_priv[3] != NULL, 1);
+    assert_int_equal((intptr_t)sent_priv[3] != 0, 1);
     answer(3, false);
+    assert_int_equal(replies, 2);
+    assert_int_equal(answered[0], 1);
+    assert_int_equal(answered[1], 2);
+    assert_string_equal(answered_what[1], "list:alice,Alice");
     answer(4, false);
     answer(5, false);
     assert_int_equal(replies, 4);
-    assert_int_equal(answered[1], 1);
     assert_int_equal(answered[2], 3);
     assert_int_equal(answered[3], 4);
     /* Waiting is over: a new call goes straight out. */
@@ -181,9 +203,41 @@ static void test_flush_keeps_order(void **state)
     assert_int_equal(answered[4], 5);
 }
 
-/* The link drops while calls wait out a flush: the calls still in flight
- * are answered with NULL by the link, and the waiting ones, which can no
- * longer be sent, with NULL after them, in order. */
+/* A second flush while answers are held from the first: calls 1 to 6 in
+ * flight, the odd ones meet NOSCRIPT, the even ones run. 1, 3, 5 go out
+ * again (1 whole); 1 runs, then Redis is flushed again and 3 and 5 meet
+ * NOSCRIPT once more. The callbacks still come as 1 to 6. */
+static void test_second_flush_keeps_held_answers(void **state)
+{
+    (void)state;
+    conn_gen++;
+    reset();
+    run_tagged(link_a, 1);
+    answer(0, false);
+    reset();
+    for (int i = 1; i <= 6; i++) run_tagged(link_a, i);
+    for (int i = 0; i < 6; i++) answer(i, i % 2 == 0);
+    assert_int_equal(nsent, 9); /* 1, 3, 5 again */
+    assert_string_equal(sent_cmd[6], "EVAL");
+    assert_string_equal(sent_cmd[7], "EVALSHA");
+    assert_int_equal(replies, 0);
+    answer(6, false);
+    assert_int_equal(replies, 2); /* 1, and 2 held behind it */
+    answer(7, true);
+    answer(8, true);
+    assert_int_equal(nsent, 11); /* 3, 5 again */
+    assert_string_equal(sent_cmd[9], "EVAL");
+    assert_string_equal(sent_cmd[10], "EVALSHA");
+    assert_int_equal(replies, 2);
+    answer(9, false);
+    answer(10, false);
+    assert_int_equal(replies, 6);
+    for (int i = 0; i < 6; i++) assert_int_equal(answered[i], i + 1);
+}
+
+/* The link drops while calls wait out a flush: the call still in flight
+ * is answered NULL by the link, and the waiting ones, which can no longer
+ * be sent, NULL too, all in the order made. */
 static void test_flush_then_drop(void **state)
 {
     (void)state;
@@ -201,10 +255,10 @@ static void test_flush_then_drop(void **state)
     link_down = false;
     assert_int_equal(nsent, 2);
     assert_int_equal(replies, 3);
-    assert_int_equal(answered[0], 2);
-    assert_int_equal(answered[1], 1);
-    assert_int_equal(answered[2], 3);
-    for (int i = 0; i < 3; i++) assert_true(answered_null[i]);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(answered[i], i + 1);
+        assert_string_equal(answered_what[i], "null");
+    }
 }
 
 int main(void)
@@ -212,6 +266,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_body_first_on_each_connection),
         cmocka_unit_test(test_flush_keeps_order),
+        cmocka_unit_test(test_second_flush_keeps_held_answers),
         cmocka_unit_test(test_flush_then_drop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

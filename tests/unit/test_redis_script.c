@@ -105,6 +105,17 @@ static void answer(int i, bool noscript)
     sent_fn[i](NULL, noscript ? &err : &ok, sent_priv[i]);
 }
 
+/* A new connection of link_a, where the body has gone whole and is
+ * cached: the calls after this go by SHA-1. */
+static void cached_on_new_connection(void)
+{
+    conn_gen++;
+    reset();
+    run(link_a);
+    answer(0, false);
+    reset();
+}
+
 /* Answers call i with a list, as the presence join gets, and scribbles
  * over it afterwards as hiredis frees it. */
 static void answer_list(int i)
@@ -210,11 +221,7 @@ static void test_flush_keeps_order(void **state)
 static void test_second_flush_keeps_held_answers(void **state)
 {
     (void)state;
-    conn_gen++;
-    reset();
-    run_tagged(link_a, 1);
-    answer(0, false);
-    reset();
+    cached_on_new_connection();
     for (int i = 1; i <= 6; i++) run_tagged(link_a, i);
     for (int i = 0; i < 6; i++) answer(i, i % 2 == 0);
     assert_int_equal(nsent, 9); /* 1, 3, 5 again */
@@ -241,11 +248,7 @@ static void test_second_flush_keeps_held_answers(void **state)
 static void test_flush_then_drop(void **state)
 {
     (void)state;
-    conn_gen++;
-    reset();
-    run_tagged(link_a, 1);
-    answer(0, false);
-    reset();
+    cached_on_new_connection();
     run_tagged(link_a, 1);
     run_tagged(link_a, 2);
     answer(0, true);

@@ -96,7 +96,7 @@ run: deps all
 	@scripts/run.sh
 
 test: deps
-	@$(MAKE) --no-print-directory all unit testprogs
+	@$(MAKE) --no-print-directory all unit testprogs $(BIN)/chat-bench
 	@scripts/test.sh
 
 stop:

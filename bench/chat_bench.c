@@ -49,6 +49,7 @@
 
 #include "bench/hist.h"
 #include "bench/proctree.h"
+#include "bench/steal.h"
 #include "bench/wsclient.h"
 #include "shared/jwt.h"
 #include "shared/timefmt.h"
@@ -213,6 +214,8 @@ struct bconn {
 };
 
 #define RBUF_CAP (256 * 1024)
+/* A client process this busy over the window (of a core) is flagged. */
+#define CLIENT_SATURATED 0.9
 #define OBUF_MAX (4u * 1024 * 1024)
 #define HTTP_HEAD_MAX 4096
 #define PEEK_BYTES 256
@@ -1380,14 +1383,35 @@ int main(int argc, char **argv)
 			die("client process %d is gone", i);
 	int64_t w0 = t0 + (int64_t)(O.warmup_s * 1e6);
 	int64_t w1 = w0 + (int64_t)(O.duration_s * 1e6);
+	struct steal_sample st_w0, st_w1;
+	/* Each client process's CPU over the window: one that fills its core
+	 * measures itself, not the server. */
+	double *kid_cpu = calloc((size_t)O.procs, sizeof *kid_cpu);
+	if (!kid_cpu)
+		die("out of memory");
 	sleep_until_us(w0);
 	if (have_server)
 		proctree_sample(O.server_pid, &s_w0);
 	sample_services(&v_w0);
+	steal_sample(&st_w0);
+	for (int i = 0; i < O.procs; i++) {
+		struct proctree_sample k;
+		kid_cpu[i] = proctree_sample(kids[i].pid, &k) == 0 ? -k.cpu_s : 0;
+	}
 	sleep_until_us(w1);
 	if (have_server)
 		proctree_sample(O.server_pid, &s_w1);
 	sample_services(&v_w1);
+	steal_sample(&st_w1);
+	double client_busiest = 0;
+	for (int i = 0; i < O.procs; i++) {
+		struct proctree_sample k;
+		if (proctree_sample(kids[i].pid, &k) == 0 && kid_cpu[i] + k.cpu_s > client_busiest)
+			client_busiest = kid_cpu[i] + k.cpu_s;
+	}
+	free(kid_cpu);
+	client_busiest /= O.duration_s;
+	int steal_cpus = st_w0.cpus < st_w1.cpus ? st_w0.cpus : st_w1.cpus;
 
 	struct pstats *tot = calloc(1, sizeof *tot);
 	struct pstats *one = malloc(sizeof *one);
@@ -1495,7 +1519,11 @@ int main(int argc, char **argv)
 			       tot->upgrades_win, churn_rate, tot->churn_fail_win, tot->upgrades_total);
 			print_lat_human("connect->welcome", &tot->connect);
 		}
-		printf("  client            %.2f s CPU over %d procs\n", client_cpu, O.procs);
+		printf("  client            %.2f s CPU over %d procs; the busiest used %.0f%% of a core in "
+		       "the window\n", client_cpu, O.procs, 100 * client_busiest);
+		if (client_busiest >= CLIENT_SATURATED)
+			printf("  WARNING           a load process filled its core: its latencies are its "
+			       "own backlog, not the server's (use more --procs)\n");
 		if (have_server) {
 			printf("  server            %d procs; CPU %.2f s in window (%.0f%% of a core), "
 			       "%.1f us per %s; CPU %.2f s to connect\n",
@@ -1514,6 +1542,12 @@ int main(int argc, char **argv)
 			       "(%.0f%% of a core); RSS %.1f MB\n",
 			       v_w1.procs, v_w1.cpu_s - v_w0.cpu_s, 100 * (v_w1.cpu_s - v_w0.cpu_s) / dur,
 			       v_ready.rss_kb / 1024.0);
+		if (steal_cpus > 0) {
+			printf("  host steal        ");
+			for (int i = 0; i < steal_cpus; i++)
+				printf("%sCPU %d %.2f s", i ? ", " : "", i, st_w1.seconds[i] - st_w0.seconds[i]);
+			printf(" in window (the hypervisor running others)\n");
+		}
 	}
 
 	FILE *f = stdout;
@@ -1562,7 +1596,7 @@ int main(int argc, char **argv)
 	if (O.mode == MODE_CHURN)
 		fprintf(f, ",\"upgrades\":%" PRIu64 ",\"upgrades_per_s\":%.1f,\"upgrade_failures\":%" PRIu64,
 			tot->upgrades_win, churn_rate, tot->churn_fail_win);
-	fprintf(f, ",\"client_cpu_s\":%.3f", client_cpu);
+	fprintf(f, ",\"client_cpu_s\":%.3f,\"client_cpu_util_max\":%.3f", client_cpu, client_busiest);
 	if (have_server) {
 		fprintf(f,
 			",\"server\":{\"procs\":%d,\"cpu_s\":%.3f,\"cpu_util\":%.3f,\"cpu_connect_s\":%.3f,"
@@ -1580,7 +1614,10 @@ int main(int argc, char **argv)
 	if (O.n_service_pids)
 		fprintf(f, ",\"services\":{\"procs\":%d,\"cpu_s\":%.3f,\"cpu_util\":%.3f,\"rss_kb\":%" PRIu64 "}",
 			v_w1.procs, v_w1.cpu_s - v_w0.cpu_s, (v_w1.cpu_s - v_w0.cpu_s) / dur, v_ready.rss_kb);
-	fprintf(f, "}\n");
+	fprintf(f, ",\"host_steal_s\":[");
+	for (int i = 0; i < steal_cpus; i++)
+		fprintf(f, "%s%.3f", i ? "," : "", st_w1.seconds[i] - st_w0.seconds[i]);
+	fprintf(f, "]}\n");
 	return 0;
 }
 
@@ -1711,6 +1748,10 @@ static int self_test(void)
 	CHECK(wsc_sio_classify((const uint8_t *)msg, sizeof msg - 1) == WSC_OTHER);
 	CHECK(wsc_classify(m, sizeof smsg - 1) == WSC_OTHER);
 #undef SIO
+
+	/* Steal time: one entry per CPU this machine has, never the sum line. */
+	struct steal_sample ss;
+	CHECK(steal_sample(&ss) == 0 && ss.cpus == (int)sysconf(_SC_NPROCESSORS_CONF));
 
 	if (fails) {
 		fprintf(stderr, "self-test: %d failures\n", fails);

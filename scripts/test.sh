@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What `make test` runs once everything is built: services, migrations,
-# unit tests, a short fuzz run, the Node integration tests, the fault
+# unit tests (and chat-bench's self-test), a short fuzz run, the Node integration tests, the fault
 # suite (tests/faults). Keeps going after a failure and ends with the line
 # "N passed, N failed".
 #
@@ -121,6 +121,18 @@ for t in bin/tests/test_*; do
         fail "$name"
     fi
 done
+
+# The load generator's own checks (frame parsing, histograms, /proc
+# readings): a benchmark is only as good as its instrument.
+if [[ -x bin/chat-bench ]]; then
+    stage "unit: chat-bench --self-test"
+    timeout -k 5 "$UNIT_TIMEOUT" bin/chat-bench --self-test
+    rc=$?
+    if ((rc == 0)); then pass; else
+        echo "test: chat-bench --self-test failed, exit $rc$(explain_rc "$rc")"
+        fail chat-bench-self-test
+    fi
+fi
 
 # ------------------------------------------------------------------------
 n=0   # fuzz targets, as scripts/fuzz.sh finds them

@@ -472,8 +472,20 @@ bench_step_up() {
 # One line of the figures that decide a step.
 bench_brief() {
     local j=$1
-    printf 'delivered %s/s (ratio %s, p99 %s ms), acked %s/s (ratio %s, p99 %s ms), failed conns %s, dropped %s' \
+    printf 'delivered %s/s (ratio %s, p99 %s ms), acked %s/s (ratio %s, p99 %s ms), failed conns %s, dropped %s; busiest client process %s of a core, host steal %s s' \
         "$(jnum "$j" delivered_per_s)" "$(jnum "$j" delivery_ratio 4)" "$(jnum "$j" delivery_ms.p99 1)" \
         "$(jnum "$j" acked_per_s)" "$(jnum "$j" ack_ratio 4)" "$(jnum "$j" ack_ms.p99 1)" \
-        "$(jget "$j" connections_failed)" "$(jget "$j" conns_dropped)"
+        "$(jget "$j" connections_failed)" "$(jget "$j" conns_dropped)" "$(jnum "$j" client_cpu_util_max 2)" \
+        "$(jsteal "$j")"
+}
+
+# jsteal JSON: the window's steal time per CPU (chat-bench's host_steal_s),
+# as "CPU0/CPU1/...": a step that failed with a lot of it ran on a
+# slowed machine.
+jsteal() {
+    if command -v jq >/dev/null 2>&1; then
+        jq -r '(.host_steal_s // []) | map(tostring) | join("/")' <<<"$1"
+    else
+        node -e 'console.log((JSON.parse(process.argv[1]).host_steal_s || []).join("/"))' "$1"
+    fi
 }

@@ -637,46 +637,62 @@ static size_t process(struct bconn *c, uint8_t *buf, size_t len, int64_t now)
 	return off;
 }
 
+/* Load mode reads edge-triggered, each socket until it is empty. With
+ * level-triggered reads a client that fell behind had every socket ready
+ * at once, and each return to epoll_wait (every 1 ms, to look at the send
+ * timer) reported all of them again: epoll took more than half of the
+ * core, and the process never caught up (docs/performance.md, "Is the
+ * generator the bottleneck?"). Churn, whose sockets live for a few
+ * frames, keeps one read per readiness as its figures were measured. */
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
 	(void)what;
 	struct bconn *c = arg;
-	size_t n0 = c->clen;
-	if (n0)
-		memcpy(C.rbuf, c->carry, n0);
-	ssize_t r = read(fd, C.rbuf + n0, RBUF_CAP - n0);
-	if (r < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-			return;
-		if (c->state == ST_CONNECTING || c->state == ST_HTTP)
-			C.st.fail_connect++;
-		conn_end(c, true);
-		return;
-	}
-	if (r == 0) {
-		if (c->state == ST_HTTP || c->state == ST_WAIT_WELCOME)
-			C.st.fail_closed++;
-		conn_end(c, false);
-		return;
-	}
-	C.st.bytes_in += (uint64_t)r;
-	int64_t now = timefmt_mono_us();
-	size_t len = n0 + (size_t)r;
-	c->clen = 0;
-	size_t used = process(c, C.rbuf, len, now);
-	if (c->state == ST_DONE)
-		return;
-	size_t rest = len - used;
-	if (rest) {
-		if (!c->carry && !(c->carry = malloc(C.carry_cap)))
-			die("out of memory");
-		if (rest > C.carry_cap) {
-			C.st.fail_proto++;
+	for (;;) {
+		size_t n0 = c->clen;
+		if (n0)
+			memcpy(C.rbuf, c->carry, n0);
+		size_t room = RBUF_CAP - n0;
+		ssize_t r = read(fd, C.rbuf + n0, room);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			if (c->state == ST_CONNECTING || c->state == ST_HTTP)
+				C.st.fail_connect++;
 			conn_end(c, true);
 			return;
 		}
-		memcpy(c->carry, C.rbuf + used, rest);
-		c->clen = (uint32_t)rest;
+		if (r == 0) {
+			if (c->state == ST_HTTP || c->state == ST_WAIT_WELCOME)
+				C.st.fail_closed++;
+			conn_end(c, false);
+			return;
+		}
+		C.st.bytes_in += (uint64_t)r;
+		int64_t now = timefmt_mono_us();
+		size_t len = n0 + (size_t)r;
+		c->clen = 0;
+		size_t used = process(c, C.rbuf, len, now);
+		if (c->state == ST_DONE)
+			return;
+		size_t rest = len - used;
+		if (rest) {
+			if (!c->carry && !(c->carry = malloc(C.carry_cap)))
+				die("out of memory");
+			if (rest > C.carry_cap) {
+				C.st.fail_proto++;
+				conn_end(c, true);
+				return;
+			}
+			memcpy(c->carry, C.rbuf + used, rest);
+			c->clen = (uint32_t)rest;
+		}
+		/* A short read emptied the socket; data arriving later is a
+		 * new edge. */
+		if (O.mode != MODE_LOAD || (size_t)r < room)
+			return;
 	}
 }
 
@@ -782,8 +798,10 @@ static void conn_start(struct bconn *c)
 	c->fd = fd;
 	c->state = ST_CONNECTING;
 	C.in_flight++;
-	event_assign(&c->rev, C.base, fd, EV_READ | EV_PERSIST, on_read, c);
-	event_assign(&c->wev, C.base, fd, EV_WRITE | EV_PERSIST, on_writable, c);
+	/* Reads and writes alike: libevent takes one mode per descriptor. */
+	short edge = O.mode == MODE_LOAD ? EV_ET : 0;
+	event_assign(&c->rev, C.base, fd, EV_READ | EV_PERSIST | edge, on_read, c);
+	event_assign(&c->wev, C.base, fd, EV_WRITE | EV_PERSIST | edge, on_writable, c);
 	event_add(&c->rev, NULL);
 	if (connect(fd, (struct sockaddr *)&dst, sizeof dst) < 0 && errno != EINPROGRESS) {
 		C.st.fail_connect++;

@@ -1403,9 +1403,9 @@ int main(int argc, char **argv)
 	int64_t w1 = w0 + (int64_t)(O.duration_s * 1e6);
 	struct steal_sample st_w0, st_w1;
 	/* Each client process's CPU over the window: one that fills its core
-	 * measures itself, not the server. */
-	double *kid_cpu = calloc((size_t)O.procs, sizeof *kid_cpu);
-	if (!kid_cpu)
+	 * measures itself, not the server. -1: not read at the start. */
+	double *kid_cpu_w0 = calloc((size_t)O.procs, sizeof *kid_cpu_w0);
+	if (!kid_cpu_w0)
 		die("out of memory");
 	sleep_until_us(w0);
 	if (have_server)
@@ -1414,7 +1414,7 @@ int main(int argc, char **argv)
 	steal_sample(&st_w0);
 	for (int i = 0; i < O.procs; i++) {
 		struct proctree_sample k;
-		kid_cpu[i] = proctree_sample(kids[i].pid, &k) == 0 ? -k.cpu_s : 0;
+		kid_cpu_w0[i] = proctree_sample(kids[i].pid, &k) == 0 ? k.cpu_s : -1;
 	}
 	sleep_until_us(w1);
 	if (have_server)
@@ -1424,12 +1424,16 @@ int main(int argc, char **argv)
 	double client_busiest = 0;
 	for (int i = 0; i < O.procs; i++) {
 		struct proctree_sample k;
-		if (proctree_sample(kids[i].pid, &k) == 0 && kid_cpu[i] + k.cpu_s > client_busiest)
-			client_busiest = kid_cpu[i] + k.cpu_s;
+		if (kid_cpu_w0[i] >= 0 && proctree_sample(kids[i].pid, &k) == 0 &&
+		    k.cpu_s - kid_cpu_w0[i] > client_busiest)
+			client_busiest = k.cpu_s - kid_cpu_w0[i];
 	}
-	free(kid_cpu);
+	free(kid_cpu_w0);
 	client_busiest /= O.duration_s;
 	int steal_cpus = st_w0.cpus < st_w1.cpus ? st_w0.cpus : st_w1.cpus;
+	double steal_win[STEAL_MAX_CPUS];
+	for (int i = 0; i < steal_cpus; i++)
+		steal_win[i] = st_w1.seconds[i] - st_w0.seconds[i];
 
 	struct pstats *tot = calloc(1, sizeof *tot);
 	struct pstats *one = malloc(sizeof *one);
@@ -1563,7 +1567,7 @@ int main(int argc, char **argv)
 		if (steal_cpus > 0) {
 			printf("  host steal        ");
 			for (int i = 0; i < steal_cpus; i++)
-				printf("%sCPU %d %.2f s", i ? ", " : "", i, st_w1.seconds[i] - st_w0.seconds[i]);
+				printf("%sCPU %d %.2f s", i ? ", " : "", i, steal_win[i]);
 			printf(" in window (the hypervisor running others)\n");
 		}
 	}
@@ -1634,7 +1638,7 @@ int main(int argc, char **argv)
 			v_w1.procs, v_w1.cpu_s - v_w0.cpu_s, (v_w1.cpu_s - v_w0.cpu_s) / dur, v_ready.rss_kb);
 	fprintf(f, ",\"host_steal_s\":[");
 	for (int i = 0; i < steal_cpus; i++)
-		fprintf(f, "%s%.3f", i ? "," : "", st_w1.seconds[i] - st_w0.seconds[i]);
+		fprintf(f, "%s%.3f", i ? "," : "", steal_win[i]);
 	fprintf(f, "]}\n");
 	return 0;
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What `make test` runs once everything is built: services, migrations,
-# unit tests (and chat-bench's self-test), a short fuzz run, the Node integration tests, the fault
-# suite (tests/faults). Keeps going after a failure and ends with the line
+# unit tests (and chat-bench's self-test), a short fuzz run, the Node
+# integration tests, the fault suite (tests/faults). Keeps going after a failure and ends with the line
 # "N passed, N failed".
 #
 #   CHATD_TEST_ONLY=REGEX    only the integration and fault test files whose
@@ -106,6 +106,19 @@ else
 fi
 
 # ------------------------------------------------------------------------
+# run_unit NAME COMMAND...: one unit check, passed when it exits 0.
+run_unit() {
+    local name=$1 rc
+    shift
+    stage "unit: $name"
+    timeout -k 5 "$UNIT_TIMEOUT" "$@"
+    rc=$?
+    if ((rc == 0)); then pass; else
+        echo "test: $name failed, exit $rc$(explain_rc "$rc")"
+        fail "$name"
+    fi
+}
+
 for t in bin/tests/test_*; do
     [[ -f $t && -x $t ]] || continue
     name=${t##*/}
@@ -113,26 +126,12 @@ for t in bin/tests/test_*; do
         echo "test: skipping $t: no tests/unit/$name.c (stale binary)"
         continue
     fi
-    stage "unit: $name"
-    timeout -k 5 "$UNIT_TIMEOUT" "$t"
-    rc=$?
-    if ((rc == 0)); then pass; else
-        echo "test: $name failed, exit $rc$(explain_rc "$rc")"
-        fail "$name"
-    fi
+    run_unit "$name" "$t"
 done
 
 # The load generator's own checks (frame parsing, histograms, /proc
 # readings): a benchmark is only as good as its instrument.
-if [[ -x bin/chat-bench ]]; then
-    stage "unit: chat-bench --self-test"
-    timeout -k 5 "$UNIT_TIMEOUT" bin/chat-bench --self-test
-    rc=$?
-    if ((rc == 0)); then pass; else
-        echo "test: chat-bench --self-test failed, exit $rc$(explain_rc "$rc")"
-        fail chat-bench-self-test
-    fi
-fi
+[[ -x bin/chat-bench ]] && run_unit "chat-bench --self-test" bin/chat-bench --self-test
 
 # ------------------------------------------------------------------------
 n=0   # fuzz targets, as scripts/fuzz.sh finds them

@@ -127,6 +127,12 @@ static void hold(struct script_call *c, redisAsyncContext *ac, redisReply *r)
     c->state = CALL_HELD;
 }
 
+/* The body went whole on this connection of the link: Redis has it. */
+static bool body_cached(const struct redis_script *s, const struct redis_link *l)
+{
+    return s->sent_on == l && s->sent_conn == redis_link_reconnects(l);
+}
+
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata);
 
 static int send_call(struct script_call *c, bool with_sha)
@@ -154,8 +160,7 @@ static void release_parked(struct redis_script *s)
     s->sent_on = NULL;
     for (struct script_call *c = s->calls_head; c; c = c->next) {
         if (c->link != l || (c->state != CALL_RESEND && c->state != CALL_UNSENT)) continue;
-        bool cached = s->sent_on == c->link && s->sent_conn == redis_link_reconnects(c->link);
-        if (send_call(c, cached) < 0) c->state = CALL_HELD;
+        if (send_call(c, body_cached(s, c->link)) < 0) c->state = CALL_HELD;
     }
     answer_held(s);
 }
@@ -236,8 +241,7 @@ int redis_script_run(struct redis_link *l, struct redis_script *s, redisCallback
     if (s->parked_on == l) {
         c->state = CALL_UNSENT;
     } else {
-        bool cached = s->sent_on == l && s->sent_conn == redis_link_reconnects(l);
-        if (send_call(c, cached) < 0) {
+        if (send_call(c, body_cached(s, l)) < 0) {
             call_free(c);
             return -1;
         }

@@ -29,6 +29,9 @@
 #   BENCH_CHATD_ENV     more settings for it, "CHAT_NAME=VALUE ..." (word-split)
 #   BENCH_TARGET (chatd) or socketio: the server the scenarios measure
 #   BENCH_SIO_PORTS     the Socket.IO processes' ports ("BENCH_PORT+1 BENCH_PORT+2")
+#   BENCH_MAX_STEAL (0.01) share of a window the hypervisor may take from
+#                       a CPU before a failed step is run again
+#   BENCH_STEAL_RETRY (3) how many times (bench_step_up)
 # and per scenario, see each file.
 
 BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
@@ -48,6 +51,8 @@ BENCH_BIN=$BENCH_ROOT/bin
 : "${BENCH_TARGET:=chatd}"
 : "${BENCH_CHATD_ENV:=}"
 : "${BENCH_SIO_PORTS:=$((BENCH_PORT + 1)) $((BENCH_PORT + 2))}"
+: "${BENCH_MAX_STEAL:=0.01}"
+: "${BENCH_STEAL_RETRY:=3}"
 case $BENCH_TARGET in
 chatd | socketio) ;;
 *) printf 'bench: BENCH_TARGET: chatd or socketio, not %s\n' "$BENCH_TARGET" >&2; exit 1 ;;
@@ -404,10 +409,11 @@ bench_procs() { echo $((($1 + 14999) / 15000)); }
 
 # bench_result TEXT: the scenario's figure, printed and collected.
 bench_result() {
-    local name=${BENCH_SCENARIO:-?}
+    local name=${BENCH_SCENARIO:-?} text=$*
     [[ $BENCH_TARGET == chatd ]] || name+=/$BENCH_TARGET
-    printf 'RESULT %-9s %s\n' "$name" "$*"
-    printf '%-9s %s\n' "$name" "$*" >>"$BENCH_OUT/summary.txt"
+    ((${STEAL_RERUNS:-0} == 0)) || text+="; $STEAL_RERUNS runs not judged for steal"
+    printf 'RESULT %-9s %s\n' "$name" "$text"
+    printf '%-9s %s\n' "$name" "$text" >>"$BENCH_OUT/summary.txt"
 }
 
 # bench_step_ok [ack]: the last run held (ratio >= BENCH_MIN_RATIO, p99 <=
@@ -437,20 +443,36 @@ bench_step_ok() {
 # FIRST_JSON (the first step, the base rate). The three JSON lines are also
 # kept as $BENCH_OUT/<scenario>.{first,best,fail}.json (empty when none),
 # for scripts/bench-compare.sh.
+# A failed run whose window lost more than BENCH_MAX_STEAL of any CPU to
+# the hypervisor (bench_stolen) is not judged: it is run again, up to
+# BENCH_STEAL_RETRY times, besides BENCH_RETRY; the last such run is
+# judged as it is. So is a stolen run of the first step even when it held,
+# as its latency is reported (FIRST_JSON). STEAL_RERUNS counts them over
+# the scenario. Below the core's capacity, stolen windows are what failed
+# steps had in common (docs/performance.md, "A slowed machine").
 bench_step_up() {
     local kind=$1 prefix=$2 rates=$3 r
     shift 3
     BEST_RATE='' BEST_JSON='' FAIL_RATE='' FAIL_JSON='' FIRST_JSON=''
-    local try
+    local try stolen
+    STEAL_RERUNS=0
     if [[ ${BENCH_PRIME:-0} == 1 ]]; then
         r=${rates%% *}
         bench_run "$prefix-prime" "$@" --rate "$r"
         bench_say "$prefix: primed at $r/s per sender (not judged)"
     fi
     for r in $rates; do
+        stolen=0
         for ((try = 0; try <= ${BENCH_RETRY:-0}; try++)); do
             ((try == 0)) || bench_say "$prefix at $r/s per sender: again ($try of ${BENCH_RETRY:-0})"
             bench_run "$prefix-r$r" "$@" --rate "$r"
+            if ((stolen < BENCH_STEAL_RETRY)) && [[ -z $FIRST_JSON ]] || ! bench_step_ok "$kind"; then
+                if ((stolen < BENCH_STEAL_RETRY)) && bench_stolen "$BENCH_JSON"; then
+                    stolen=$((stolen + 1)) STEAL_RERUNS=$((STEAL_RERUNS + 1)) try=$((try - 1))
+                    bench_say "$prefix at $r/s per sender ran with $(jsteal "$BENCH_JSON") s of steal per CPU: not judged, again ($stolen of $BENCH_STEAL_RETRY)"
+                    continue
+                fi
+            fi
             ! bench_step_ok "$kind" || break
         done
         [[ -n $FIRST_JSON ]] || FIRST_JSON=$BENCH_JSON
@@ -477,6 +499,20 @@ bench_brief() {
         "$(jnum "$j" acked_per_s)" "$(jnum "$j" ack_ratio 4)" "$(jnum "$j" ack_ms.p99 1)" \
         "$(jget "$j" connections_failed)" "$(jget "$j" conns_dropped)" "$(jnum "$j" client_cpu_util_max 2)" \
         "$(jsteal "$j")"
+}
+
+# bench_stolen JSON: some CPU lost more than BENCH_MAX_STEAL of the run's
+# window to the hypervisor. Both count: the server's CPU runs chatd,
+# Redis and PostgreSQL, the other the clients, whose late reads are
+# latency too.
+bench_stolen() {
+    local most
+    if command -v jq >/dev/null 2>&1; then
+        most=$(jq -r '(.host_steal_s // []) + [0] | max' <<<"$1")
+    else
+        most=$(node -e 'console.log(Math.max(0, ...(JSON.parse(process.argv[1]).host_steal_s || [])))' "$1")
+    fi
+    fcmp "$most" '>' "$(awk -v d="$BENCH_DURATION" -v m="$BENCH_MAX_STEAL" 'BEGIN { print d * m }')"
 }
 
 # jsteal JSON: the window's steal time per CPU (chat-bench's host_steal_s),

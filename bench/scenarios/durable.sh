@@ -14,7 +14,7 @@ bench_init durable
 
 rooms=${BENCH_DURABLE_ROOMS:-500}
 members=${BENCH_DURABLE_MEMBERS:-2}
-rates=${BENCH_DURABLE_RATES:-1 2 4 8 16}
+rates=${BENCH_DURABLE_RATES:-1 2 4 6 8 16}
 conns=$((rooms * members))
 
 bench_server_start "${BENCH_WORKERS:-1}"

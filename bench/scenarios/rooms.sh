@@ -10,7 +10,7 @@ bench_init rooms
 
 rooms=${BENCH_ROOMS_ROOMS:-100}
 members=${BENCH_ROOMS_MEMBERS:-20}
-rates=${BENCH_ROOMS_RATES:-1 2 4 8 16 32}
+rates=${BENCH_ROOMS_RATES:-1 1.25 1.5 2 3 4 8}
 conns=$((rooms * members))
 
 bench_server_start "${BENCH_WORKERS:-1}"

@@ -10,7 +10,7 @@ bench_init fanout
 
 members=${BENCH_FANOUT_MEMBERS:-1000}
 senders=${BENCH_FANOUT_SENDERS:-10}
-rates=${BENCH_FANOUT_RATES:-1 2 5 10 15 20 30 50 100 150 200}
+rates=${BENCH_FANOUT_RATES:-1 2 5 10 15 20 30 50 100 150 200 300}
 
 bench_server_start "${BENCH_WORKERS:-1}"
 bench_step_up delivery fanout "$rates" --conns "$members" --rooms 1 --senders "$senders" \

@@ -411,7 +411,11 @@ bench_procs() { echo $((($1 + 14999) / 15000)); }
 bench_result() {
     local name=${BENCH_SCENARIO:-?} text=$*
     [[ $BENCH_TARGET == chatd ]] || name+=/$BENCH_TARGET
-    ((${STEAL_RERUNS:-0} == 0)) || text+="; $STEAL_RERUNS runs not judged for steal"
+    case ${STEAL_RERUNS:-0} in
+    0) ;;
+    1) text+="; 1 run not judged for steal" ;;
+    *) text+="; $STEAL_RERUNS runs not judged for steal" ;;
+    esac
     [[ -n ${FAIL_RATE-x} ]] || text+="; every step held, the last included: the limit is higher"
     printf 'RESULT %-9s %s\n' "$name" "$text"
     printf '%-9s %s\n' "$name" "$text" >>"$BENCH_OUT/summary.txt"

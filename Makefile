@@ -81,6 +81,12 @@ $(BIN)/chat-bench: $(BENCH_OBJ) $(SHARED_OBJ) $(BIN)/.mode
 	@$(if $(V),,echo "  LINK    $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(BENCH_OBJ) $(SHARED_OBJ) $(LIBS)
 
+# The floor under chatd's CPU per upgrade (docs/performance.md).
+FLOOR_OBJ  := $(BUILD)/bench/floor/ws_floor.o $(BUILD)/worker/ws_handshake.o
+$(BIN)/ws-floor: $(FLOOR_OBJ) $(BIN)/.mode
+	@$(if $(V),,echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(FLOOR_OBJ) $(LIBS)
+
 $(BIN)/tests/progs/%: $(BUILD)/tests/progs/%.o $(SHARED_OBJ) $(BIN)/.mode
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  LINK    $@")
@@ -96,7 +102,7 @@ run: deps all
 	@scripts/run.sh
 
 test: deps
-	@$(MAKE) --no-print-directory all unit testprogs $(BIN)/chat-bench
+	@$(MAKE) --no-print-directory all unit testprogs $(BIN)/chat-bench $(BIN)/ws-floor
 	@scripts/test.sh
 
 stop:
@@ -109,7 +115,7 @@ fuzz:
 	@scripts/fuzz.sh $(FUZZ_SECONDS)
 
 bench: deps all
-	@$(MAKE) --no-print-directory -C . bin/chat-bench
+	@$(MAKE) --no-print-directory -C . bin/chat-bench bin/ws-floor
 	@scripts/bench.sh
 
 # chatd against a Socket.IO 4 + Redis adapter peer on the same CPU budget

@@ -19,7 +19,11 @@
 # chatd) with BATCH (10) messages of 100 bytes, each to a random room of
 # the 100 with a fresh ref. With BATCH 1 it calls chat_post_one instead,
 # as chatd does for a lone message (PG_BATCH_ONE=0: chat_post_batch even
-# then). Prints calls/s, messages/s, and PostgreSQL's CPU (read from
+# then). PG_BATCH_FLOOR=1 measures the floor under any write function of
+# this schema instead: each call is one plain INSERT of BATCH rows into
+# messages and room_events (every index, an event payload of the usual
+# length), with no room lock, no ref lookup and no seq to assign.
+# Prints calls/s, messages/s, and PostgreSQL's CPU (read from
 # /proc over the middle of the run) per message. With small
 # batches the clients wait on commits (fsync) more than on the CPU: use
 # more of them to find the CPU's limit.
@@ -56,7 +60,19 @@ su_psql -d "$db" -c "ANALYZE rooms" -c "ANALYZE messages" -c "ANALYZE room_event
 script=$(mktemp)
 trap 'rm -f "$script"' EXIT
 fn=chat_post_batch
-if ((batch == 1)) && [[ ${PG_BATCH_ONE:-1} != 0 ]]; then
+if [[ ${PG_BATCH_FLOOR:-0} != 0 ]]; then
+    fn="a plain INSERT"
+    # seq is the id: unique and rising in each room, as the real ones are.
+    cat >"$script" <<SQL
+WITH m AS (
+  INSERT INTO messages (id, room, user_id, user_name, body, ref, created_at, seq, created_seq)
+  SELECT i, 'r' || (1 + (random() * 99)::int), 'u' || g, 'name', repeat('x', 100),
+         'ref' || md5(random()::text), now(), i, i
+    FROM (SELECT g, nextval('messages_id_seq') AS i FROM generate_series(1, $batch) g) s
+  RETURNING room, seq)
+INSERT INTO room_events (room, seq, payload) SELECT room, seq, repeat('y', 250) FROM m;
+SQL
+elif ((batch == 1)) && [[ ${PG_BATCH_ONE:-1} != 0 ]]; then
     fn=chat_post_one
     cat >"$script" <<SQL
 SELECT count(*) FROM chat_post_one('r' || (1 + (random() * 99)::int), 'u1', 'name', repeat('x', 100),

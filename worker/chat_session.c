@@ -278,7 +278,10 @@ static void welcome_when_known(struct chat_session *s)
     send_welcome(s, last_seq);
     if (s->c->closed || s->state == CHAT_CLOSED) return;
     if (!s->has_since) {
-        s->state = CHAT_LIVE;
+        /* What waited with the welcome (joins, leaves and notices that
+         * raced its online list) goes out now, after it. */
+        s->replay_upto = last_seq;
+        go_live(s);
         ws_conn_resume_read(s->c);
         return;
     }

@@ -18,6 +18,11 @@
 /* Requests in flight with no result for this long mean a stalled server
  * or network: drop the connection so callers hear of it. */
 #define STALL_MS 10000
+/* A connection attempt (TCP and PostgreSQL's start-up) that has not come
+ * up in this long is given up and tried again: libpq's connect_timeout
+ * does not apply to PQconnectPoll, and a server that accepts and then
+ * says nothing would otherwise hold the slot until TCP keepalive. */
+#define CONNECT_TIMEOUT_MS 10000
 #define WATCHDOG_MS 1000
 /* Set on every connection so a runaway statement cannot hold a request. */
 #define STATEMENT_TIMEOUT_SQL "SET statement_timeout = '8s'"
@@ -46,6 +51,7 @@ struct pgc {
     struct pg_req *head, *tail;
     uint32_t inflight;
     int64_t last_progress_ms;
+    int64_t connect_started_ms;
 };
 
 struct pg_pool {
@@ -86,9 +92,13 @@ static void pgc_watch(struct pgc *c, short what)
 }
 
 /* Fails every request in flight and schedules a reconnect. */
-static void pgc_fail(struct pgc *c, const char *why)
+static void pgc_fail(struct pgc *c, const char *reason)
 {
     struct pg_pool *p = c->pool;
+    /* reason is often PQerrorMessage(c->conn), which PQfinish frees
+     * before the callbacks are told. */
+    char why[256];
+    snprintf(why, sizeof why, "%s", reason);
     if (c->state == PGC_UP) log_warn("postgresql connection lost: %s", why);
     else log_debug("postgresql connect failed: %s", why);
     p->errors++; metrics_add(METRIC_PG_ERRORS, 1);
@@ -237,9 +247,17 @@ static void pgc_read(struct pgc *c)
         PGresult *res = PQgetResult(c->conn);
         struct pg_req *r = c->head;
         if (!res) {
-            /* End of one statement's results. */
-            if (r->at < r->n) r->at++;
-            continue;
+            /* End of one statement's results. Past the last statement
+             * the Sync is owed, and libpq waits for it (busy) unless it
+             * dropped the connection itself (a protocol error, no memory
+             * for a result): then it only ever answers NULL. */
+            if (r->at < r->n && PQstatus(c->conn) != CONNECTION_BAD) {
+                r->at++;
+                continue;
+            }
+            pgc_fail(c, PQstatus(c->conn) == CONNECTION_BAD ? PQerrorMessage(c->conn)
+                                                            : "results out of step");
+            return;
         }
         ExecStatusType st = PQresultStatus(res);
         if (st == PGRES_PIPELINE_SYNC) {
@@ -278,6 +296,7 @@ static void pgc_connect(struct pgc *c)
         return;
     }
     c->state = PGC_CONNECTING;
+    c->connect_started_ms = timefmt_mono_ms();
     c->pool->reconnects++; metrics_add(METRIC_PG_RECONNECTS, 1);
     pgc_connect_poll(c);
 }
@@ -307,6 +326,8 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
         struct pgc *c = &p->conns[i];
         if (c->state == PGC_UP && c->inflight > 0 && now - c->last_progress_ms > STALL_MS)
             pgc_fail(c, "no answer in time");
+        else if (c->state == PGC_CONNECTING && now - c->connect_started_ms > CONNECT_TIMEOUT_MS)
+            pgc_fail(c, "connecting took too long");
     }
 }
 
@@ -343,19 +364,29 @@ fail:
 void pg_pool_free(struct pg_pool *p)
 {
     if (!p) return;
+    /* Every connection is closed before any caller hears of its request:
+     * a callback that sends again then finds nothing up (-1), instead of
+     * a connection already finished. */
+    struct pg_req *pending = NULL, **tail = &pending;
     for (int i = 0; i < p->size; i++) {
         struct pgc *c = &p->conns[i];
         if (c->io_ev) event_free(c->io_ev);
         if (c->retry_ev) event_free(c->retry_ev);
         if (c->fail_ev) event_free(c->fail_ev);
-        struct pg_req *r = c->head;
-        while (r) {
-            struct pg_req *next = r->next;
-            if (r->done) r->done(r->arg, NULL, 0, "shutting down");
-            req_free(r);
-            r = next;
-        }
+        c->io_ev = c->retry_ev = c->fail_ev = NULL;
         if (c->conn) PQfinish(c->conn);
+        c->conn = NULL;
+        c->state = PGC_DOWN;
+        *tail = c->head;
+        if (c->tail) tail = &c->tail->next;
+        c->head = c->tail = NULL;
+        c->inflight = 0;
+    }
+    while (pending) {
+        struct pg_req *next = pending->next;
+        if (pending->done) pending->done(pending->arg, NULL, 0, "shutting down");
+        req_free(pending);
+        pending = next;
     }
     if (p->watchdog_ev) event_free(p->watchdog_ev);
     free(p->dsn);
@@ -398,10 +429,19 @@ int pg_pool_exec_on(struct pg_pool *p, uint32_t shard, const struct pg_stmt *stm
     return exec_on(p, c, stmts, n, done, arg);
 }
 
+int pg_pool_exec_at(struct pg_pool *p, int index, const struct pg_stmt *stmts, int n,
+                    pg_done_fn done, void *arg)
+{
+    if (index < 0 || index >= p->size) return -1;
+    struct pgc *c = &p->conns[index];
+    if (c->state != PGC_UP || c->inflight >= MAX_INFLIGHT) return -1;
+    return exec_on(p, c, stmts, n, done, arg);
+}
+
+/* Returns the index of the connection c, or -1. */
 static int exec_on(struct pg_pool *p, struct pgc *c, const struct pg_stmt *stmts, int n,
                    pg_done_fn done, void *arg)
 {
-    (void)p;
     if (n < 1 || n > PG_POOL_MAX_STMTS || !c) return -1;
     struct pg_req *r = req_new(n, done, arg);
     if (!r) return -1;
@@ -416,14 +456,14 @@ static int exec_on(struct pg_pool *p, struct pgc *c, const struct pg_stmt *stmts
     int fr = PQflush(c->conn);
     if (fr < 0) event_active(c->fail_ev, 0, 0);
     else pgc_watch(c, fr == 1 ? EV_READ | EV_WRITE : EV_READ);
-    return 0;
+    return (int)(c - p->conns);
 }
 
 int pg_pool_query(struct pg_pool *p, int prepared, const char *sql, int nparams,
                   const char *const *values, pg_done_fn done, void *arg)
 {
     struct pg_stmt s = {.prepared = prepared, .sql = sql, .nparams = nparams, .values = values};
-    return pg_pool_exec(p, &s, 1, done, arg);
+    return pg_pool_exec(p, &s, 1, done, arg) < 0 ? -1 : 0;
 }
 
 uint64_t pg_pool_errors(const struct pg_pool *p) { return p->errors; }

@@ -9,7 +9,8 @@
  * runs them as one implicit transaction, so a request is all-or-nothing.
  *
  * Contract: pg_pool_exec returns -1 when no connection is up or every one
- * is full (nothing was sent; answer "unavailable"). Otherwise done() fires
+ * is full (nothing was sent; answer "unavailable"), else the index of the
+ * connection that carries the request. Then done() fires
  * exactly once: with every statement's result, or with results NULL and
  * err set when the connection was lost first (the transaction may or may
  * not have committed: callers make their writes idempotent). Results are
@@ -56,6 +57,12 @@ int pg_pool_exec(struct pg_pool *p, const struct pg_stmt *stmts, int n, pg_done_
  * order they were sent: callers that need an order (a room's writes) give
  * them one shard. */
 int pg_pool_exec_on(struct pg_pool *p, uint32_t shard, const struct pg_stmt *stmts, int n,
+                    pg_done_fn done, void *arg);
+
+/* The same on connection index exactly (an index pg_pool_exec_on
+ * returned), or -1 when it is not up or full: for requests that must
+ * follow earlier ones in order, which another connection could overtake. */
+int pg_pool_exec_at(struct pg_pool *p, int index, const struct pg_stmt *stmts, int n,
                     pg_done_fn done, void *arg);
 
 /* One statement, for convenience. */

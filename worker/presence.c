@@ -446,7 +446,11 @@ static bool flush_some(struct presence *p)
     if (!argv || !call) {
         free(argv);
         free(call);
-        event_active(p->flush_ev, 0, 0); /* the next turn tries again */
+        /* Tried again shortly: made active from its own callback, the
+         * event would run again in this same pass, never letting the loop
+         * poll while memory is short. */
+        struct timeval soon = {0, 10 * 1000};
+        event_add(p->flush_ev, &soon);
         return false;
     }
     argv[0] = w->cfg->redis_prefix;

@@ -19,6 +19,10 @@
 /* Commands outstanding with no reply for this long mean a stalled link
  * (a partition, a frozen server): drop it so callers hear of it. */
 #define STALL_MS 3000
+/* A connect with no answer for this long (a dead host, a moved address:
+ * SYNs unanswered) is given up and tried again, not left to the kernel's
+ * two minutes of SYN retries; hiredis's async connect has no timeout. */
+#define CONNECT_TIMEOUT_MS 3000
 #define WATCHDOG_MS 500
 /* A link with a probe channel that has had no reply for this long sends
  * a probe (see redis_link_set_probe). */
@@ -37,6 +41,7 @@ struct redis_link {
     int backoff_ms;
     uint32_t pending;         /* commands sent, reply not yet seen */
     int64_t last_progress_ms; /* last reply, or when pending went 0 -> 1 */
+    int64_t connect_started_ms;
     char probe_channel[192];  /* "" = no probe */
     redisCallbackFn *sub_fn;  /* every subscription reply goes here */
     void *sub_arg;
@@ -122,6 +127,7 @@ static void connect_now(struct redis_link *l)
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     l->ac = ac;
+    l->connect_started_ms = timefmt_mono_ms();
     l->reconnects++; metrics_add(METRIC_REDIS_RECONNECTS, 1);
     /* Queued ahead of everything else, so they run first once connected. */
     if (l->password[0]) redisAsyncCommand(ac, NULL, NULL, "AUTH %s", l->password);
@@ -146,6 +152,15 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
                  l->name, l->pending, STALL_MS);
         /* Fires every pending callback with NULL, then on_disconnect. */
         redisAsyncFree(l->ac);
+    } else if (l->ac && !l->up && timefmt_mono_ms() - l->connect_started_ms > CONNECT_TIMEOUT_MS) {
+        l->errors++; metrics_add(METRIC_REDIS_ERRORS, 1);
+        log_warn("redis link %s: no answer to connect in %d ms; trying again", l->name,
+                 CONNECT_TIMEOUT_MS);
+        /* Never connected: hiredis calls no disconnect callback for it. */
+        redisAsyncContext *ac = l->ac;
+        l->ac = NULL;
+        redisAsyncFree(ac);
+        schedule_retry(l);
     } else if (l->probe_channel[0] && l->ac && l->up && l->pending == 0 &&
                timefmt_mono_ms() - l->last_progress_ms >= PROBE_IDLE_MS) {
         send_probe(l);

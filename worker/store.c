@@ -41,8 +41,12 @@ struct post_req {
 };
 
 struct batch {
-    struct store *s;
-    uint32_t conn;          /* the pool connection it travels on */
+    struct store *s;        /* NULL once the store is gone (shutdown) */
+    struct batch *prev, *next;  /* the store's batches in flight */
+    uint32_t conn;          /* the pool connection it is counted on */
+    int via;                /* the one that carries it (the pool may take
+                             * another when conn is down), -1 before */
+    bool pinned;            /* must go on via itself: see resend_one_by_one */
     uint64_t lanes;         /* the lanes it holds (bit i: lane i) */
     int64_t sent_us;
     int n;
@@ -78,6 +82,7 @@ struct store {
     struct worker *w;
     int nconns;
     int inflight;           /* batches in flight */
+    struct batch *flying;   /* the same, linked */
     uint32_t next_lane;     /* where the next batch starts taking: fairness */
     struct lane lanes[STORE_LANES];
     int conn_inflight[STORE_MAX_CONNS];
@@ -100,8 +105,18 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 
 /* Counts a batch in flight (delta 1) or out of it (-1): in all, on its
  * connection and in each of its lanes. */
-static void count_in_flight(struct store *s, const struct batch *b, int delta)
+static void count_in_flight(struct store *s, struct batch *b, int delta)
 {
+    if (delta > 0) {
+        b->prev = NULL;
+        b->next = s->flying;
+        if (s->flying) s->flying->prev = b;
+        s->flying = b;
+    } else {
+        if (b->prev) b->prev->next = b->next;
+        else s->flying = b->next;
+        if (b->next) b->next->prev = b->prev;
+    }
     s->inflight += delta;
     s->conn_inflight[b->conn] += delta;
     for (uint32_t i = 0; i < STORE_LANES; i++)
@@ -118,6 +133,11 @@ static void batch_done(struct batch *b)
         if (!b->reqs[i]) continue;
         b->reqs[i]->fn(b->reqs[i]->arg, NULL);
         free(b->reqs[i]);
+    }
+    if (!s) {
+        /* Answered by the pool as it goes, after the store went. */
+        free(b);
+        return;
     }
     count_in_flight(s, b, -1);
     free(b);
@@ -139,9 +159,21 @@ struct store *store_new(struct worker *w)
     return s;
 }
 
+bool store_idle(const struct store *s)
+{
+    if (!s) return true;
+    if (s->inflight > 0) return false;
+    for (int i = 0; i < STORE_LANES; i++)
+        if (s->lanes[i].head) return false;
+    return true;
+}
+
 void store_free(struct store *s)
 {
     if (!s) return;
+    /* Batches in flight are answered when the pool goes, later: they
+     * must not find the store then. */
+    for (struct batch *b = s->flying; b; b = b->next) b->s = NULL;
     for (int i = 0; i < STORE_LANES; i++) {
         while (s->lanes[i].head) {
             struct post_req *r = s->lanes[i].head;
@@ -186,7 +218,7 @@ static void on_batch(void *arg, PGresult *const *res, int n, const char *err)
         /* The batch is one transaction: nothing of it was stored. When
          * the link still stands, one message was bad, not the database:
          * give every message its own transaction. */
-        if (res && b->n > 1) {
+        if (res && b->n > 1 && b->s) {
             log_warn("message batch of %d failed (%s); storing them one by one", b->n, failure);
             resend_one_by_one(b->s, b);
             return;
@@ -257,6 +289,15 @@ static char *batch_json(const struct batch *b)
     return buf;
 }
 
+/* On the connection b is counted on (or, while it is down, another the
+ * pool picks; b->via says which), or, pinned, on b->via exactly. */
+static int exec_batch(struct store *s, struct batch *b, const struct pg_stmt *stmts, int n)
+{
+    if (b->pinned) return pg_pool_exec_at(s->w->pg, b->via, stmts, n, on_batch, b);
+    b->via = pg_pool_exec_on(s->w->pg, b->conn, stmts, n, on_batch, b);
+    return b->via;
+}
+
 static void send_batch(struct store *s, struct batch *b)
 {
     count_in_flight(s, b, 1);
@@ -272,7 +313,7 @@ static void send_batch(struct store *s, struct batch *b)
         struct pg_stmt stmts[STORE_POST_ONE_MAX];
         for (int i = 0; i < b->n; i++)
             stmts[i] = (struct pg_stmt){.prepared = STORE_POST_ONE, .nparams = 5, .values = b->reqs[i]->values};
-        if (pg_pool_exec_on(s->w->pg, b->conn, stmts, b->n, on_batch, b) < 0) batch_done(b);
+        if (exec_batch(s, b, stmts, b->n) < 0) batch_done(b);
         return;
     }
     char *json = batch_json(b);
@@ -282,7 +323,7 @@ static void send_batch(struct store *s, struct batch *b)
     }
     const char *values[1] = {json};
     struct pg_stmt stmt = {.prepared = STORE_POST, .nparams = 1, .values = values};
-    int r = pg_pool_exec_on(s->w->pg, b->conn, &stmt, 1, on_batch, b);
+    int r = exec_batch(s, b, &stmt, 1);
     free(json); /* libpq copied it into its output buffer */
     if (r < 0) batch_done(b);
 }
@@ -292,10 +333,15 @@ static void resend_one_by_one(struct store *s, struct batch *b)
     for (int i = 0; i < b->n; i++) {
         struct batch *one = malloc(sizeof *one);
         if (!one) continue; /* batch_done answers it unavailable */
-        /* On the same connection, in order, each holding its lane: the
-         * lanes stay closed until the last of them is answered. */
+        /* On the connection that carried the batch, in order, each
+         * holding its lane: the lanes stay closed until the last of them
+         * is answered. Pinned: left to the pool, a down b->conn would
+         * send each to whichever connection is least busy, and a room's
+         * messages could commit out of order. */
         one->s = s;
         one->conn = b->conn;
+        one->via = b->via;
+        one->pinned = true;
         one->lanes = UINT64_C(1) << room_lane(b->reqs[i]->values[0]);
         one->n = 1;
         one->reqs[0] = b->reqs[i];
@@ -393,6 +439,8 @@ static void dispatch(struct store *s)
         }
         b->s = s;
         b->conn = (uint32_t)conn;
+        b->via = -1;
+        b->pinned = false;
         b->lanes = 0;
         b->n = 0;
         take_ready(s, b);

@@ -45,6 +45,10 @@ extern const struct pg_prepared store_prepared[STORE_NSTMTS];
 struct store *store_new(struct worker *w);
 void store_free(struct store *s);
 
+/* Nothing waiting to be stored and nothing in flight: a draining worker
+ * waits for this, so that what is committed is also announced. */
+bool store_idle(const struct store *s);
+
 struct store_change {
     const char *status;     /* "ok", or for edit/delete an error code */
     int64_t id;

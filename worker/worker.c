@@ -287,8 +287,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
      * nothing. While we still accept (a host stop) new ones keep coming,
      * so only the WebSockets are waited for. */
     bool http_done = w->accept_ev != NULL || w->http_conns.count == 0;
-    /* Leaves still travelling to Redis would be lost if we exited now. */
-    if (w->ws_conns.count == 0 && http_done && redis_link_pending(w->redis) == 0) {
+    /* Leaves still travelling to Redis would be lost if we exited now,
+     * and messages being stored would commit unannounced (receivers
+     * repair a gap only when a later change shows it). */
+    if (w->ws_conns.count == 0 && http_done && store_idle(w->store) &&
+        redis_link_pending(w->redis) == 0) {
         log_info("drained; exiting");
         event_base_loopexit(w->base, NULL);
     } else if (timefmt_mono_ms() >= w->drain_deadline_ms) {

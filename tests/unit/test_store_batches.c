@@ -4,8 +4,10 @@
  * flight the rest gather; a second batch leaves only for a backlog, never
  * holds a room whose batch is in flight, and a third never leaves; a
  * room's held message leaves once its batch is answered; a refused batch
- * goes again one message at a time, in order; a small batch travels as a
- * call per message and each call's row answers its own message. */
+ * goes again one message at a time, in order, on the connection that
+ * carried it; a small batch travels as a call per message and each call's
+ * row answers its own message; batches the pool answers after the store
+ * is gone (shutdown) are answered and go no further. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,7 +29,9 @@
 
 /* A batch the store handed to the pool, not yet answered. */
 struct sent {
-    uint32_t conn;
+    uint32_t conn;          /* the connection asked for (pg_pool_exec_on) */
+    int via;                /* the one the stub says carries it */
+    int pinned;             /* sent with pg_pool_exec_at */
     pg_done_fn done;
     void *arg;
     json_t *rows;           /* [[room, user, name, text, ref], ...] */
@@ -37,15 +41,19 @@ struct sent {
 static struct sent sent[MAX_SENT];
 static int nsent;
 static int replies;         /* store_post callbacks seen */
+/* A connection the stub takes for down: pg_pool_exec_on carries what is
+ * asked of it on the next one, as the pool falls back to another. */
+static int down_conn = -1;
 
 int __wrap_pg_pool_exec_on(struct pg_pool *p, uint32_t shard, const struct pg_stmt *stmts, int n,
                            pg_done_fn done, void *arg);
+int __wrap_pg_pool_exec_at(struct pg_pool *p, int index, const struct pg_stmt *stmts, int n,
+                           pg_done_fn done, void *arg);
 bool __wrap_pg_pool_up(const struct pg_pool *p);
 
-int __wrap_pg_pool_exec_on(struct pg_pool *p, uint32_t shard, const struct pg_stmt *stmts, int n,
-                           pg_done_fn done, void *arg)
+static int record(uint32_t shard, int via, int pinned, const struct pg_stmt *stmts, int n,
+                  pg_done_fn done, void *arg)
 {
-    (void)p;
     assert_true(nsent < MAX_SENT);
     json_t *rows;
     if (stmts[0].prepared == STORE_POST_ONE) {
@@ -70,8 +78,24 @@ int __wrap_pg_pool_exec_on(struct pg_pool *p, uint32_t shard, const struct pg_st
         assert_non_null(rows);
         assert_true(json_array_size(rows) > 8);
     }
-    sent[nsent++] = (struct sent){.conn = shard, .done = done, .arg = arg, .rows = rows};
-    return 0;
+    sent[nsent++] = (struct sent){.conn = shard, .via = via, .pinned = pinned, .done = done,
+                                  .arg = arg, .rows = rows};
+    return via;
+}
+
+int __wrap_pg_pool_exec_on(struct pg_pool *p, uint32_t shard, const struct pg_stmt *stmts, int n,
+                           pg_done_fn done, void *arg)
+{
+    (void)p;
+    int via = (int)shard == down_conn ? (int)(shard + 1) % 4 : (int)shard;
+    return record(shard, via, 0, stmts, n, done, arg);
+}
+
+int __wrap_pg_pool_exec_at(struct pg_pool *p, int index, const struct pg_stmt *stmts, int n,
+                           pg_done_fn done, void *arg)
+{
+    (void)p;
+    return record(UINT32_MAX, index, 1, stmts, n, done, arg);
 }
 
 bool __wrap_pg_pool_up(const struct pg_pool *p)
@@ -107,6 +131,7 @@ static int setup(void **state)
     assert_non_null(f->s);
     nsent = 0;
     replies = 0;
+    down_conn = -1;
     *state = f;
     return 0;
 }
@@ -273,8 +298,9 @@ static void test_refused_batch_goes_again_one_by_one(void **state)
     PQclear(refused[0]);
     PQclear(refused[1]);
     assert_int_equal(nsent, 4);
-    assert_int_equal(sent[2].conn, sent[1].conn);
-    assert_int_equal(sent[3].conn, sent[1].conn);
+    assert_true(sent[2].pinned && sent[3].pinned);
+    assert_int_equal(sent[2].via, sent[1].via);
+    assert_int_equal(sent[3].via, sent[1].via);
     assert_int_equal(position_in(2, "a"), 0);
     assert_int_equal(position_in(3, "b"), 0);
     /* The room's next message waits for both, while a backlog in other
@@ -290,6 +316,59 @@ static void test_refused_batch_goes_again_one_by_one(void **state)
     answer(4);
     assert_int_equal(nsent, 6);
     assert_true(position_in(5, "c") >= 0);
+}
+
+/* The connection the store asked for is down and the pool carried the
+ * batch on another: its messages go again on that other one, every one
+ * of them, not wherever the pool would put each. */
+static void test_refused_batch_goes_again_where_it_went(void **state)
+{
+    struct fixture *f = *state;
+    post(f, "r", "lead");
+    end_turn(f);
+    post(f, "r", "a");
+    post(f, "r", "b");
+    post(f, "r", "c");
+    end_turn(f);
+    /* With nothing in flight the next batch asks for the first connection. */
+    down_conn = 0;
+    answer(0);
+    assert_int_equal(nsent, 2);
+    assert_int_equal((int)sent[1].conn, down_conn);
+    assert_int_not_equal(sent[1].via, down_conn);
+    PGresult *refused = PQmakeEmptyPGresult(NULL, PGRES_FATAL_ERROR);
+    PGresult *aborted = PQmakeEmptyPGresult(NULL, PGRES_PIPELINE_ABORTED);
+    PGresult *res[3] = {refused, aborted, aborted};
+    sent[1].answered = 1;
+    sent[1].done(sent[1].arg, res, 3, NULL);
+    PQclear(refused);
+    PQclear(aborted);
+    assert_int_equal(nsent, 5);
+    for (int i = 2; i < 5; i++) {
+        assert_true(sent[i].pinned);
+        assert_int_equal(sent[i].via, sent[1].via);
+    }
+    assert_int_equal(position_in(2, "a"), 0);
+    assert_int_equal(position_in(3, "b"), 0);
+    assert_int_equal(position_in(4, "c"), 0);
+}
+
+/* Shutdown: the store goes first (answering what waits), the pool after,
+ * answering the batch still in flight then. That batch's messages are
+ * answered once, and nothing is sent after the store is gone. */
+static void test_pool_answers_after_the_store_is_gone(void **state)
+{
+    struct fixture *f = *state;
+    post(f, "r", "in flight");
+    end_turn(f);
+    assert_int_equal(nsent, 1);
+    post(f, "s", "waiting");
+    store_free(f->s);
+    f->s = NULL;
+    assert_int_equal(replies, 1);
+    answer(0);
+    assert_int_equal(replies, 2);
+    assert_int_equal(nsent, 1);
 }
 
 static int64_t replied_id[3];
@@ -353,6 +432,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_room_keeps_its_order_in_a_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_batch_goes_again_one_by_one, setup, teardown),
         cmocka_unit_test_setup_teardown(test_small_batch_is_answered_per_message, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_batch_goes_again_where_it_went, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pool_answers_after_the_store_is_gone, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -294,6 +294,10 @@ static void on_position(void *arg, PGresult *const *res, int n, const char *err)
     PGresult *pr;
     struct hub_room *r = read_done(arg, res, n, &pr);
     if (!r) return;
+    /* Known already: this read was sent for an earlier room of the same
+     * name (freed, then made again while it travelled), and another read
+     * answered first. Taken now, it could move the position back. */
+    if (r->next_seq != 0) return;
     if (!pr || PQntuples(pr) != 1) {
         log_warn("cannot read the position of room %s; retrying", r->name);
         position_unavailable(r);
@@ -348,7 +352,10 @@ static void start_repair(struct hub_room *r)
 {
     if (r->querying || r->next_seq == 0) return;
     struct room_read *rr = room_read_new(r);
-    if (!rr) return;
+    if (!rr) {
+        retry_later(r);
+        return;
+    }
     if (store_events(r->hub->w->store, r->name, r->next_seq, HUB_REPAIR_BATCH, on_repair, rr) < 0) {
         room_read_end(rr);
         retry_later(r);
@@ -361,7 +368,10 @@ static void read_position(struct hub_room *r)
 {
     if (r->querying) return;
     struct room_read *rr = room_read_new(r);
-    if (!rr) return;
+    if (!rr) {
+        position_unavailable(r);
+        return;
+    }
     if (store_last_seq(r->hub->w->store, r->name, on_position, rr) < 0) {
         room_read_end(rr);
         position_unavailable(r);

@@ -193,6 +193,7 @@ struct presence {
     struct presence_op *head, *tail;
     char predecessor[128];    /* a dead instance of our slot to reap once */
     char alive_ms[24];
+    bool reconcile_owed;      /* the last reconcile failed: the heartbeat tries again */
 };
 
 static void on_flush(evutil_socket_t fd, short what, void *arg);
@@ -236,7 +237,24 @@ static void on_beat(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    heartbeat(arg);
+    struct presence *p = arg;
+    heartbeat(p);
+    if (p->reconcile_owed && redis_link_up(p->w->redis)) reconcile(p);
+}
+
+/* A reconcile Redis refused (still loading after a restart, out of
+ * memory) or never answered leaves the counts as they were: wrong after
+ * an outage, until the next reconcile. */
+static void on_reconciled(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    struct presence *p = privdata;
+    const redisReply *r = reply;
+    if (r && r->type == REDIS_REPLY_ARRAY) return;
+    if (!p->reconcile_owed)
+        log_warn("presence: a reconcile failed (%s); trying again with the heartbeat",
+                 r && r->type == REDIS_REPLY_ERROR ? r->str : "no answer");
+    p->reconcile_owed = true;
 }
 
 /* Entries that are not strings of valid UTF-8 (written by hand into
@@ -299,6 +317,11 @@ static int by_room_user(const void *a, const void *b)
 static void reconcile(struct presence *p)
 {
     struct worker *w = p->w;
+    /* Joins and leaves queued this turn go first: sent after, they would
+     * count again what the reconcile counts, or take off what it left
+     * out. (One in flight already is applied before it: same link.) */
+    on_flush(-1, 0, p);
+    p->reconcile_owed = true; /* until it is sent */
     uint32_t n = 0;
     struct chat_session **all = calloc(w->ws_conns.count + 1, sizeof *all);
     if (!all) return;
@@ -328,7 +351,8 @@ static void reconcile(struct presence *p)
         argv[k++] = "";
         i = j;
     }
-    redis_script_run(w->redis, &apply_script, NULL, NULL, 0, (int)k, argv, NULL);
+    if (redis_script_run(w->redis, &apply_script, on_reconciled, p, 0, (int)k, argv, NULL) == 0)
+        p->reconcile_owed = false;
 out:
     free(argv);
     free(counts);

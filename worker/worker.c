@@ -151,6 +151,7 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
             continue;
         }
         if (!conn_new(w, cfd, &peer, w->max_conns_per_ip > 0)) {
+            if (w->max_conns_per_ip > 0) ip_limit_release(w->ip_limit, &peer);
             log_warn("out of memory for a new connection; closed it");
             accept_pause(w);
             return;

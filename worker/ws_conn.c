@@ -8,6 +8,7 @@
 #include <event2/bufferevent.h>
 
 #include "shared/log.h"
+#include "shared/timefmt.h"
 #include "worker/chat_admit.h"
 #include "worker/chat_request.h"
 #include "worker/chat_session.h"
@@ -20,7 +21,9 @@
 #include "worker/ws_out.h"
 
 /* After we sent a close frame, the peer has this long to answer it (and
- * to take what we still had to send) before the socket is dropped. */
+ * to take what we still had to send) before the socket is dropped: idle
+ * that long (the bufferevent's timeouts), or, sending other frames
+ * meanwhile, that long in all (close_by_ms). */
 #define CLOSE_WAIT_S 5
 /* Frames handled per connection per loop turn, so one fast sender cannot
  * hold the loop; the rest waits for the next turn. */
@@ -35,6 +38,7 @@ struct ws_session {
     struct chat_session *chat;   /* owned */
     uint64_t id;
     uint8_t state;
+    int64_t close_by_ms;         /* WS_CLOSE_SENT: the peer's close is due by then */
     bool ping_outstanding;
     bool upgrade_unsent;         /* the 101 waits in out: the upgrade can be taken back */
 };
@@ -259,6 +263,7 @@ static void send_close(struct conn *c, uint16_t code, const char *reason)
     size_t n = ws_close_payload_encode(payload, code, reason);
     send_frame(c, WS_OP_CLOSE, payload, n);
     c->ws->state = WS_CLOSE_SENT;
+    c->ws->close_by_ms = timefmt_mono_ms() + CLOSE_WAIT_S * 1000;
     chat_session_closing(c);
 }
 
@@ -343,8 +348,11 @@ static bool on_event(struct conn *c, struct ws_event *ev)
         on_text(c, ev);
         return !c->closed;
     case WS_EV_PING:
-        if (s->state == WS_OPEN) send_frame(c, WS_OP_PONG, ev->data, ev->len);
-        return true;
+        /* A pong counts against the output limit like any frame: a peer
+         * that pings and never reads is a slow consumer (1013). */
+        if (s->state == WS_OPEN && make_room(c, ev->len + WS_FRAME_HEADER_MAX))
+            send_frame(c, WS_OP_PONG, ev->data, ev->len);
+        return !c->closed;
     case WS_EV_PONG:
         s->ping_outstanding = false;
         return true;
@@ -352,7 +360,11 @@ static bool on_event(struct conn *c, struct ws_event *ev)
         /* Echo the peer's code (RFC 6455 5.5.1); none given: none back. */
         if (s->state == WS_OPEN)
             send_close(c, ev->close_code == WS_CLOSE_NO_STATUS ? 0 : ev->close_code, NULL);
-        /* The handshake is complete: the server closes the TCP side. */
+        /* The handshake is complete: the server closes the TCP side once
+         * the echo is out, which a peer that stopped reading does not get
+         * to put off for long. */
+        struct timeval wait = {CLOSE_WAIT_S, 0};
+        bufferevent_set_timeouts(c->bev, NULL, &wait);
         conn_close_after_flush(c);
         return false;
     case WS_EV_FAIL:
@@ -371,6 +383,12 @@ void ws_conn_on_read(struct conn *c)
      * input, which stops filling at the read watermark, until
      * chat_session has sent the welcome and calls ws_conn_resume_read. */
     if (s->chat && s->chat->state == CHAT_WAITING) return;
+    /* Frames other than the close answer do not keep a closing
+     * connection open past its time. */
+    if (s->state == WS_CLOSE_SENT && timefmt_mono_ms() >= s->close_by_ms) {
+        conn_close(c);
+        return;
+    }
     struct evbuffer *in = bufferevent_get_input(c->bev);
     size_t max = (size_t)c->w->cfg->max_frame_bytes;
     for (int i = 0; i < FRAMES_PER_TURN; i++) {

@@ -893,6 +893,53 @@ test('slow consumer: closed with 1013, others keep receiving everything', async 
     await sender.close();
 });
 
+test('a client that pings and never reads is a slow consumer too: 1013, not unbounded pongs', async (t) => {
+    const OUTBUF = 65536;
+    const srv = await startChatd({ t, workers: 1, env: { CHAT_MAX_OUTBUF_BYTES: OUTBUF, CHAT_MAX_FRAME_BYTES: OUTBUF } });
+    const before = await metric(srv, 'chatd_slow_consumer_closes_total');
+    const c = await RawWs.open(srv.port, `/api/chat?room=${uniq('pinger')}`,
+        { Authorization: `Bearer ${srv.token({ sub: uniq(), role: 'member' })}` });
+    t.after(() => c.destroy());
+    await c.json('welcome');
+    c.sock.pause(); // reads nothing from here on
+    // 1,000 pings of 125 bytes a write. The pongs fill the kernel's
+    // buffers first (a few MB on loopback), then the server's output.
+    const burst = Buffer.concat(Array.from({ length: 1000 }, () => frame(OP.PING, crypto.randomBytes(125))));
+    let closed = false;
+    let pings = 0;
+    while (!closed && pings < 400000 && !c.endInfo) {
+        for (let i = 0; i < 20; i++, pings += 1000) await c.write(burst);
+        closed = (await metric(srv, 'chatd_slow_consumer_closes_total')) > before;
+    }
+    assert.ok(closed, `still open after ${pings} pings answered by nobody reading`);
+    assert.ok(await ok200(srv));
+    t.diagnostic(`closed as a slow consumer after ${pings} pings`);
+});
+
+test('after the server\'s close, a peer that keeps sending pings instead of its close is dropped in time', async (t) => {
+    const srv = await startChatd({ t, workers: 1 });
+    const user = uniq('kicked');
+    const c = await RawWs.open(srv.port, `/api/chat?room=${uniq('room')}`,
+        { Authorization: `Bearer ${srv.token({ sub: user, role: 'member' })}` });
+    t.after(() => c.destroy());
+    await c.json('welcome');
+    await redisCli('PUBLISH', `${srv.prefix}control`, JSON.stringify({ op: 'kick', user }));
+    const f = await c.closeFrame();
+    assert.equal(f.code, 4003);
+    const closedAt = Date.now();
+    // Never the close answer: a ping a second, each of which would reset
+    // an idle timer.
+    const pinger = setInterval(() => { c.send(OP.PING, Buffer.from('still here')); }, 1000);
+    try {
+        await c.waitEnd(9000);
+    } finally {
+        clearInterval(pinger);
+    }
+    const after = Date.now() - closedAt;
+    assert.ok(after >= 4000, `dropped ${after} ms after the close frame: before its time`);
+    t.diagnostic(`dropped ${after} ms after the close frame`);
+});
+
 // --------------------------------------------------------- graceful stop
 
 test('graceful stop: every client gets 1001 and the master exits 0', async (t) => {

@@ -35,6 +35,7 @@ struct pg_req {
     void *arg;
     int n;                    /* statements */
     int at;                   /* statement whose results arrive now */
+    int late_error;           /* 1: the commit failed (error at the Sync); 2: its NULL came */
     PGresult *results[];
 };
 
@@ -251,9 +252,15 @@ static void pgc_read(struct pgc *c)
              * the Sync is owed, and libpq waits for it (busy) unless it
              * dropped the connection itself (a protocol error, no memory
              * for a result): then it only ever answers NULL. */
-            if (r->at < r->n && PQstatus(c->conn) != CONNECTION_BAD) {
-                r->at++;
-                continue;
+            if (PQstatus(c->conn) != CONNECTION_BAD) {
+                if (r->at < r->n) {
+                    r->at++;
+                    continue;
+                }
+                if (r->late_error == 1) {
+                    r->late_error = 2;
+                    continue;
+                }
             }
             pgc_fail(c, PQstatus(c->conn) == CONNECTION_BAD ? PQerrorMessage(c->conn)
                                                             : "results out of step");
@@ -266,8 +273,18 @@ static void pgc_read(struct pgc *c)
             if (c->state != PGC_UP) return;
             continue;
         }
-        if (r->at < r->n && !r->results[r->at]) r->results[r->at] = res;
-        else PQclear(res);
+        if (r->at < r->n && !r->results[r->at]) {
+            r->results[r->at] = res;
+        } else if (r->at >= r->n && st == PGRES_FATAL_ERROR && !r->late_error) {
+            /* Every statement ran, then the implicit transaction failed to
+             * commit (a deferred check, a serialization failure): nothing
+             * was stored, and the request's last result says so. */
+            PQclear(r->results[r->n - 1]);
+            r->results[r->n - 1] = res;
+            r->late_error = 1;
+        } else {
+            PQclear(res);
+        }
     }
     if (PQstatus(c->conn) == CONNECTION_BAD) pgc_fail(c, PQerrorMessage(c->conn));
 }

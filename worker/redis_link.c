@@ -96,7 +96,9 @@ static void on_connect(const redisAsyncContext *ac, int status)
         return;
     }
     l->up = true;
-    l->backoff_ms = BACKOFF_MIN_MS;
+    /* The back-off is reset by the first answer, not here: a server that
+     * accepts and drops at once (maxclients, a proxy) would otherwise be
+     * tried again every BACKOFF_MIN_MS. */
     l->last_progress_ms = timefmt_mono_ms();
     log_info("redis link %s connected to %s:%d", l->name, l->host, l->port);
     if (l->on_state) l->on_state(l, true, l->arg);
@@ -215,6 +217,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     struct redis_link *l = pc->link;
     if (l->pending > 0) l->pending--;
     l->last_progress_ms = timefmt_mono_ms();
+    if (r) l->backoff_ms = BACKOFF_MIN_MS;
     if (r && ((redisReply *)r)->type == REDIS_REPLY_ERROR) {
         l->errors++;
         metrics_add(METRIC_REDIS_ERRORS, 1);
@@ -270,7 +273,11 @@ int redis_link_commandargv(struct redis_link *l, redisCallbackFn *fn, void *priv
     return 0;
 }
 
-static void heard(struct redis_link *l) { l->last_progress_ms = timefmt_mono_ms(); }
+static void heard(struct redis_link *l)
+{
+    l->last_progress_ms = timefmt_mono_ms();
+    l->backoff_ms = BACKOFF_MIN_MS;
+}
 
 /* NULL (the link dropped or is being freed, the link itself still valid)
  * is passed on: the subscriber learns its channels are gone. */

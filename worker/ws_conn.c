@@ -264,6 +264,10 @@ static void send_close(struct conn *c, uint16_t code, const char *reason)
     send_frame(c, WS_OP_CLOSE, payload, n);
     c->ws->state = WS_CLOSE_SENT;
     c->ws->close_by_ms = timefmt_mono_ms() + CLOSE_WAIT_S * 1000;
+    /* Told of every write from now on (ws_conn_on_drain), not only when
+     * the output empties: a peer reading a trickle of what is left must
+     * not hold the connection past close_by_ms either. */
+    if (c->bev) bufferevent_setwatermark(c->bev, EV_WRITE, SIZE_MAX / 2, 0);
     chat_session_closing(c);
 }
 
@@ -279,6 +283,7 @@ void ws_conn_refuse(struct conn *c, int status, const char *code, const char *me
     ws_out_clear(&s->out);
     s->upgrade_unsent = false;
     s->state = WS_CLOSE_SENT;
+    s->close_by_ms = timefmt_mono_ms() + CLOSE_WAIT_S * 1000;
     chat_session_closing(c);
     c->keep_alive = false;
     struct timeval wait = {CLOSE_WAIT_S, 0};
@@ -436,7 +441,9 @@ void ws_conn_resume_read(struct conn *c)
 
 void ws_conn_on_drain(struct conn *c)
 {
-    if (c->ws && c->ws->state == WS_OPEN) chat_session_on_drain(c);
+    if (!c->ws) return;
+    if (c->ws->state == WS_OPEN) chat_session_on_drain(c);
+    else if (timefmt_mono_ms() >= c->ws->close_by_ms) conn_close(c);
 }
 
 void ws_conn_on_timeout(struct conn *c, short what)

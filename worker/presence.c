@@ -194,12 +194,15 @@ struct presence {
     char predecessor[128];    /* a dead instance of our slot to reap once */
     char alive_ms[24];
     bool reconcile_owed;      /* the last reconcile failed: the heartbeat tries again */
+    uint64_t reconciles;      /* reconciles sent so far */
 };
 
 static void on_flush(evutil_socket_t fd, short what, void *arg);
 
 /* The joins of one script call, in order: each gets its list. */
 struct presence_call {
+    struct presence *p;
+    uint64_t reconciles;    /* p's count of reconciles when it was sent */
     int n;
     struct conn *joins[];
 };
@@ -351,8 +354,10 @@ static void reconcile(struct presence *p)
         argv[k++] = "";
         i = j;
     }
-    if (redis_script_run(w->redis, &apply_script, on_reconciled, p, 0, (int)k, argv, NULL) == 0)
+    if (redis_script_run(w->redis, &apply_script, on_reconciled, p, 0, (int)k, argv, NULL) == 0) {
         p->reconcile_owed = false;
+        p->reconciles++;
+    }
 out:
     free(argv);
     free(counts);
@@ -412,10 +417,11 @@ void presence_free(struct presence *p)
  * never takes a count below zero), or NULL when the link went down (the
  * reconcile after the reconnect recounts the live sessions). Until now
  * no leave was sent for the session, since nobody knew what to undo; a
- * session that closed meanwhile sends it here. presence_added may also
- * have been set by a reconcile sent meanwhile, which counted the session
- * whatever the verdict. */
-static void join_answered(struct conn *c, const redisReply *list)
+ * session that closed meanwhile sends it here. A reconcile sent after the
+ * join (reconciled) made the counts exact after it: it counted the
+ * session (presence_added) if the session was still open then, whatever
+ * the verdict, and otherwise left it out, so no leave is owed. */
+static void join_answered(struct conn *c, const redisReply *list, bool reconciled)
 {
     struct chat_session *s = ws_conn_chat(c);
     if (!s) {
@@ -425,8 +431,13 @@ static void join_answered(struct conn *c, const redisReply *list)
     bool banned = list && list->type == REDIS_REPLY_INTEGER;
     bool joined = list && list->type == REDIS_REPLY_ARRAY;
     s->join_pending = false;
-    if (!list) s->presence_added = false;
-    else if (!banned) s->presence_added = true;
+    if (reconciled) {
+        /* presence_added is the reconcile's */
+    } else if (!list) {
+        s->presence_added = false;
+    } else if (!banned) {
+        s->presence_added = true;
+    }
     if (list && !banned && !joined)
         log_warn("presence: a join got %s", list->type == REDIS_REPLY_ERROR ? list->str : "an odd reply");
     if (c->closed || s->state == CHAT_CLOSED) {
@@ -453,7 +464,9 @@ static void on_applied(redisAsyncContext *ac, void *reply, void *privdata)
     const redisReply *r = reply;
     bool lists = r && r->type == REDIS_REPLY_ARRAY && r->elements == (size_t)call->n;
     /* Anything but one entry per join (an error) goes to every join. */
-    for (int i = 0; i < call->n; i++) join_answered(call->joins[i], lists ? r->element[i] : r);
+    bool reconciled = call->reconciles != call->p->reconciles;
+    for (int i = 0; i < call->n; i++)
+        join_answered(call->joins[i], lists ? r->element[i] : r, reconciled);
     free(call);
 }
 
@@ -483,6 +496,8 @@ static bool flush_some(struct presence *p)
     argv[3] = "0";
     size_t k = 4;
     call->n = 0;
+    call->reconciles = p->reconciles;
+    call->p = p;
     struct presence_op *taken = p->head;
     for (int i = 0; i < n; i++) {
         struct presence_op *op = p->head;
@@ -502,7 +517,7 @@ static bool flush_some(struct presence *p)
     if (r < 0) {
         /* Redis is down: the joins are refused; the reconcile after the
          * reconnect recounts. */
-        for (int i = 0; i < call->n; i++) join_answered(call->joins[i], NULL);
+        for (int i = 0; i < call->n; i++) join_answered(call->joins[i], NULL, false);
         free(call);
     }
     return true;

@@ -417,12 +417,18 @@ bool pg_pool_up(const struct pg_pool *p)
     return false;
 }
 
+/* Up, and not at its bound of requests in flight. */
+static bool pgc_takes(const struct pgc *c)
+{
+    return c->state == PGC_UP && c->inflight < MAX_INFLIGHT;
+}
+
 static struct pgc *pick(struct pg_pool *p)
 {
     struct pgc *best = NULL;
     for (int k = 0; k < p->size; k++) {
         struct pgc *c = &p->conns[(p->next + k) % p->size];
-        if (c->state != PGC_UP || c->inflight >= MAX_INFLIGHT) continue;
+        if (!pgc_takes(c)) continue;
         if (!best || c->inflight < best->inflight) best = c;
     }
     p->next = (p->next + 1) % p->size;
@@ -442,7 +448,7 @@ int pg_pool_exec_on(struct pg_pool *p, uint32_t shard, const struct pg_stmt *stm
                     pg_done_fn done, void *arg)
 {
     struct pgc *c = &p->conns[shard % (uint32_t)p->size];
-    if (c->state != PGC_UP || c->inflight >= MAX_INFLIGHT) c = pick(p);
+    if (!pgc_takes(c)) c = pick(p);
     return exec_on(p, c, stmts, n, done, arg);
 }
 
@@ -451,8 +457,7 @@ int pg_pool_exec_at(struct pg_pool *p, int index, const struct pg_stmt *stmts, i
 {
     if (index < 0 || index >= p->size) return -1;
     struct pgc *c = &p->conns[index];
-    if (c->state != PGC_UP || c->inflight >= MAX_INFLIGHT) return -1;
-    return exec_on(p, c, stmts, n, done, arg);
+    return pgc_takes(c) ? exec_on(p, c, stmts, n, done, arg) : -1;
 }
 
 /* Returns the index of the connection c, or -1. */

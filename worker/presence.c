@@ -431,13 +431,9 @@ static void join_answered(struct conn *c, const redisReply *list, bool reconcile
     bool banned = list && list->type == REDIS_REPLY_INTEGER;
     bool joined = list && list->type == REDIS_REPLY_ARRAY;
     s->join_pending = false;
-    if (reconciled) {
-        /* presence_added is the reconcile's */
-    } else if (!list) {
-        s->presence_added = false;
-    } else if (!banned) {
-        s->presence_added = true;
-    }
+    /* After a reconcile, presence_added is the reconcile's. */
+    if (!reconciled && !list) s->presence_added = false;
+    else if (!reconciled && !banned) s->presence_added = true;
     if (list && !banned && !joined)
         log_warn("presence: a join got %s", list->type == REDIS_REPLY_ERROR ? list->str : "an odd reply");
     if (c->closed || s->state == CHAT_CLOSED) {

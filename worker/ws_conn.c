@@ -256,19 +256,25 @@ int ws_conn_send_shared(struct conn *c, struct ws_shared *f)
     return ws_out_push(c, &c->ws->out, f);
 }
 
+/* The chat is over, and the peer has CLOSE_WAIT_S in all to finish. */
+static void enter_close_sent(struct conn *c)
+{
+    c->ws->state = WS_CLOSE_SENT;
+    c->ws->close_by_ms = timefmt_mono_ms() + CLOSE_WAIT_S * 1000;
+    chat_session_closing(c);
+}
+
 /* Our half of the close handshake: the frame, and the chat is over. */
 static void send_close(struct conn *c, uint16_t code, const char *reason)
 {
     uint8_t payload[WS_CONTROL_MAX];
     size_t n = ws_close_payload_encode(payload, code, reason);
     send_frame(c, WS_OP_CLOSE, payload, n);
-    c->ws->state = WS_CLOSE_SENT;
-    c->ws->close_by_ms = timefmt_mono_ms() + CLOSE_WAIT_S * 1000;
     /* Told of every write from now on (ws_conn_on_drain), not only when
      * the output empties: a peer reading a trickle of what is left must
      * not hold the connection past close_by_ms either. */
     if (c->bev) bufferevent_setwatermark(c->bev, EV_WRITE, SIZE_MAX / 2, 0);
-    chat_session_closing(c);
+    enter_close_sent(c);
 }
 
 void ws_conn_refuse(struct conn *c, int status, const char *code, const char *message,
@@ -282,9 +288,7 @@ void ws_conn_refuse(struct conn *c, int status, const char *code, const char *me
     }
     ws_out_clear(&s->out);
     s->upgrade_unsent = false;
-    s->state = WS_CLOSE_SENT;
-    s->close_by_ms = timefmt_mono_ms() + CLOSE_WAIT_S * 1000;
-    chat_session_closing(c);
+    enter_close_sent(c);
     c->keep_alive = false;
     struct timeval wait = {CLOSE_WAIT_S, 0};
     bufferevent_set_timeouts(c->bev, NULL, &wait);
@@ -299,14 +303,21 @@ void ws_conn_close(struct conn *c, uint16_t code, const char *reason)
     bufferevent_set_timeouts(c->bev, &wait, &wait);
 }
 
+/* Reads no more and closes the TCP side once what was sent is out, which
+ * a peer that stopped reading does not get to put off for long. */
+static void close_once_sent(struct conn *c)
+{
+    struct timeval wait = {CLOSE_WAIT_S, 0};
+    bufferevent_set_timeouts(c->bev, NULL, &wait);
+    conn_close_after_flush(c);
+}
+
 /* A protocol error: say why and stop reading; no need to wait for the
  * peer, whose next bytes we would not trust anyway. */
 static void fail(struct conn *c, uint16_t code, const char *reason)
 {
     if (c->ws->state == WS_OPEN) send_close(c, code, reason);
-    struct timeval wait = {CLOSE_WAIT_S, 0};
-    bufferevent_set_timeouts(c->bev, NULL, &wait);
-    conn_close_after_flush(c);
+    close_once_sent(c);
 }
 
 static const char *fail_reason(uint16_t code)
@@ -365,12 +376,8 @@ static bool on_event(struct conn *c, struct ws_event *ev)
         /* Echo the peer's code (RFC 6455 5.5.1); none given: none back. */
         if (s->state == WS_OPEN)
             send_close(c, ev->close_code == WS_CLOSE_NO_STATUS ? 0 : ev->close_code, NULL);
-        /* The handshake is complete: the server closes the TCP side once
-         * the echo is out, which a peer that stopped reading does not get
-         * to put off for long. */
-        struct timeval wait = {CLOSE_WAIT_S, 0};
-        bufferevent_set_timeouts(c->bev, NULL, &wait);
-        conn_close_after_flush(c);
+        /* The handshake is complete: the server closes the TCP side. */
+        close_once_sent(c);
         return false;
     case WS_EV_FAIL:
         fail(c, ev->close_code, fail_reason(ev->close_code));

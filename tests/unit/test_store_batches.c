@@ -183,6 +183,24 @@ static void answer(int i)
     sent[i].done(sent[i].arg, NULL, 0, "stub: answered");
 }
 
+/* Answers batch i of n calls as PostgreSQL refuses one: the first call
+ * fails, the others are not run (aborted with the pipeline). */
+static void refuse(int i, int n)
+{
+    PGresult *refused = PQmakeEmptyPGresult(NULL, PGRES_FATAL_ERROR);
+    PGresult *aborted = PQmakeEmptyPGresult(NULL, PGRES_PIPELINE_ABORTED);
+    assert_non_null(refused);
+    assert_non_null(aborted);
+    PGresult *res[8] = {refused};
+    assert_true(n >= 1 && n <= 8);
+    for (int k = 1; k < n; k++) res[k] = aborted;
+    assert_false(sent[i].answered);
+    sent[i].answered = 1;
+    sent[i].done(sent[i].arg, res, n, NULL);
+    PQclear(refused);
+    PQclear(aborted);
+}
+
 static int batch_size(int i)
 {
     return (int)json_array_size(sent[i].rows);
@@ -287,16 +305,8 @@ static void test_refused_batch_goes_again_one_by_one(void **state)
     answer(0);
     assert_int_equal(nsent, 2);
     assert_int_equal(batch_size(1), 2);
-    /* Two calls in one transaction: the first refused, the second not
-     * run (aborted with the pipeline). */
-    PGresult *refused[2] = {PQmakeEmptyPGresult(NULL, PGRES_FATAL_ERROR),
-                            PQmakeEmptyPGresult(NULL, PGRES_PIPELINE_ABORTED)};
-    assert_non_null(refused[0]);
-    assert_non_null(refused[1]);
-    sent[1].answered = 1;
-    sent[1].done(sent[1].arg, refused, 2, NULL);
-    PQclear(refused[0]);
-    PQclear(refused[1]);
+    /* Two calls in one transaction: the first refused. */
+    refuse(1, 2);
     assert_int_equal(nsent, 4);
     assert_true(sent[2].pinned && sent[3].pinned);
     assert_int_equal(sent[2].via, sent[1].via);
@@ -336,13 +346,7 @@ static void test_refused_batch_goes_again_where_it_went(void **state)
     assert_int_equal(nsent, 2);
     assert_int_equal((int)sent[1].conn, down_conn);
     assert_int_not_equal(sent[1].via, down_conn);
-    PGresult *refused = PQmakeEmptyPGresult(NULL, PGRES_FATAL_ERROR);
-    PGresult *aborted = PQmakeEmptyPGresult(NULL, PGRES_PIPELINE_ABORTED);
-    PGresult *res[3] = {refused, aborted, aborted};
-    sent[1].answered = 1;
-    sent[1].done(sent[1].arg, res, 3, NULL);
-    PQclear(refused);
-    PQclear(aborted);
+    refuse(1, 3);
     assert_int_equal(nsent, 5);
     for (int i = 2; i < 5; i++) {
         assert_true(sent[i].pinned);

@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -40,12 +42,53 @@ static struct conn_list *list_of(struct conn *c)
     return c->kind == CONN_WS ? &c->w->ws_conns : &c->w->http_conns;
 }
 
+static bool input_pending(struct conn *c)
+{
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) return true;
+    int queued = 0;
+    return ioctl(bufferevent_getfd(c->bev), FIONREAD, &queued) == 0 && queued > 0;
+}
+
+/* The final answer is out (conn_close_after_flush). */
+static void close_flushed(struct conn *c)
+{
+    if (c->peer_done || (!c->peer_may_send && !input_pending(c)) ||
+        shutdown(bufferevent_getfd(c->bev), SHUT_WR) < 0) {
+        conn_close(c);
+        return;
+    }
+    c->lingering = true;
+    c->linger_by_ms = timefmt_mono_ms() + CONN_LINGER_MS;
+    evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
+    struct timeval wait = {CONN_LINGER_MS / 1000, 0};
+    bufferevent_set_timeouts(c->bev, &wait, NULL);
+    if (bufferevent_enable(c->bev, EV_READ) < 0) conn_close(c);
+}
+
+/* Input after our FIN is dropped unread; a peer that keeps sending is
+ * closed on at the deadline all the same. */
+static void linger_read(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    int64_t left_ms = c->linger_by_ms - timefmt_mono_ms();
+    if (left_ms <= 0) {
+        conn_close(c);
+        return;
+    }
+    /* The read timeout restarts with each read: what is left of the
+     * linger time, not a fresh one. */
+    struct timeval wait = {(time_t)(left_ms / 1000), (suseconds_t)(left_ms % 1000) * 1000};
+    bufferevent_set_timeouts(c->bev, &wait, NULL);
+}
+
 static void on_read(struct bufferevent *bev, void *arg)
 {
     (void)bev;
     struct conn *c = arg;
     conn_ref(c);
-    if (c->kind == CONN_WS) ws_conn_on_read(c);
+    if (c->lingering) linger_read(c);
+    else if (c->kind == CONN_WS) ws_conn_on_read(c);
     else http_conn_on_read(c);
     conn_unref(c);
 }
@@ -55,8 +98,10 @@ static void on_write(struct bufferevent *bev, void *arg)
     (void)bev;
     struct conn *c = arg;
     conn_ref(c);
-    if (c->close_after_flush && conn_unsent(c) == 0) {
-        conn_close(c);
+    if (c->lingering) {
+        /* Nothing more is written after our FIN. */
+    } else if (c->close_after_flush && conn_unsent(c) == 0) {
+        close_flushed(c);
     } else if (c->kind == CONN_WS) {
         ws_conn_on_drain(c);
     } else {
@@ -70,9 +115,15 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     (void)bev;
     struct conn *c = arg;
     conn_ref(c);
-    if (what & BEV_EVENT_TIMEOUT) {
+    if (c->lingering) {
+        conn_close(c);
+    } else if (what & BEV_EVENT_TIMEOUT) {
         if (c->kind == CONN_WS) ws_conn_on_timeout(c, what);
         else conn_close(c);
+    } else if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && c->kind == CONN_HTTP) {
+        /* A client may half-close once its requests are sent: they
+         * still get their answers (http_conn_on_eof). */
+        http_conn_on_eof(c);
     } else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
         conn_close(c);
     }
@@ -132,10 +183,10 @@ void conn_close(struct conn *c)
 
 void conn_close_after_flush(struct conn *c)
 {
-    if (c->closed) return;
+    if (c->closed || c->lingering) return;
     c->close_after_flush = true;
     if (conn_unsent(c) == 0) {
-        conn_close(c);
+        close_flushed(c);
         return;
     }
     /* Read no more: the answer is final. */

@@ -36,6 +36,9 @@ struct conn {
     uint8_t kind;              /* enum conn_kind */
     bool closed;
     bool close_after_flush;    /* close once the output has been written */
+    bool peer_may_send;        /* closing before the peer is done: close gently */
+    bool lingering;            /* our FIN is sent; its late input is dropped */
+    bool peer_done;            /* HTTP: the peer half-closed; answer, then close */
     bool busy;                 /* HTTP: a request is being answered asynchronously */
     bool keep_alive;           /* HTTP: the request being answered allows another */
     bool head_only;            /* HTTP: answering a HEAD request: headers, no body */
@@ -45,6 +48,7 @@ struct conn {
     uint8_t requests;          /* WebSocket: chat requests awaiting their reply */
     bool reads_paused;         /* WebSocket: frames left unread at CHAT_REQUESTS_MAX */
     int64_t head_started_ms;   /* HTTP: when the unfinished head began, 0 when idle */
+    int64_t linger_by_ms;      /* lingering: closed by then whatever the peer does */
     bool ip_counted;           /* counted in the worker's ip_limit */
     struct ws_session *ws;     /* after the upgrade; owned */
     struct ip_addr peer;
@@ -55,7 +59,15 @@ struct conn {
 struct conn *conn_new(struct worker *w, int fd, const struct ip_addr *peer, bool ip_counted);
 
 void conn_close(struct conn *c);
+
+/* Closes once the output is written. If the peer may still be sending
+ * (peer_may_send, or input we have not read), the close lingers: our
+ * FIN goes first and what arrives is dropped until the peer closes too,
+ * for CONN_LINGER_MS at most. A plain close with unread input answers
+ * with RST, and a peer's stack that sees the RST before its application
+ * read may discard the answer we just sent (a 431, a 1009 close frame). */
 void conn_close_after_flush(struct conn *c);
+#define CONN_LINGER_MS 5000
 void conn_ref(struct conn *c);
 void conn_unref(struct conn *c);
 

@@ -40,41 +40,49 @@ const char *http_status_text(int status)
     }
 }
 
-static void add_cors(struct conn *c, struct evbuffer *out)
+static int add_cors(struct conn *c, struct evbuffer *out)
 {
     const struct chat_config *cfg = c->w->cfg;
-    if (c->cors_origin == CONN_CORS_NONE) return;
-    if (c->cors_origin == CONN_CORS_ANY) {
-        evbuffer_add_printf(out, "Access-Control-Allow-Origin: *\r\n");
-        return;
-    }
-    evbuffer_add_printf(out, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n",
-                        cfg->origins[c->cors_origin]);
+    if (c->cors_origin == CONN_CORS_NONE) return 0;
+    if (c->cors_origin == CONN_CORS_ANY)
+        return evbuffer_add_printf(out, "Access-Control-Allow-Origin: *\r\n") < 0 ? -1 : 0;
+    return evbuffer_add_printf(out, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n",
+                               cfg->origins[c->cors_origin]) < 0
+               ? -1
+               : 0;
 }
 
-/* Writes the status line and headers; returns whether the connection
- * stays open after this answer. */
-static bool write_head(struct conn *c, int status, const char *content_type, size_t len,
-                       const char *extra_headers)
+/* Writes the status line and headers. Returns -1 when memory ran out. */
+static int write_head(struct conn *c, int status, const char *content_type, size_t len,
+                      const char *extra_headers, bool keep)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    bool keep = c->keep_alive && !c->w->draining;
-    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n", status,
-                        http_status_text(status), len);
-    if (content_type) evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
-    add_cors(c, out);
-    if (extra_headers) evbuffer_add(out, extra_headers, strlen(extra_headers));
-    evbuffer_add_printf(out, "Connection: %s\r\n\r\n", keep ? "keep-alive" : "close");
-    return keep;
+    if (evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n", status,
+                            http_status_text(status), len) < 0)
+        return -1;
+    if (content_type && evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type) < 0)
+        return -1;
+    if (add_cors(c, out) < 0) return -1;
+    if (extra_headers && evbuffer_add(out, extra_headers, strlen(extra_headers)) < 0) return -1;
+    if (evbuffer_add_printf(out, "Connection: %s\r\n\r\n", keep ? "keep-alive" : "close") < 0)
+        return -1;
+    return 0;
 }
 
 void http_reply(struct conn *c, int status, const char *content_type, const char *body,
                 size_t len, const char *extra_headers)
 {
     if (c->closed) return;
-    bool keep = write_head(c, status, content_type, len, extra_headers);
+    bool keep = c->keep_alive && !c->w->draining;
     /* A HEAD answer says how long the body would be, and sends none. */
-    if (len && !c->head_only) evbuffer_add(bufferevent_get_output(c->bev), body, len);
+    if (write_head(c, status, content_type, len, extra_headers, keep) < 0 ||
+        (len && !c->head_only && evbuffer_add(bufferevent_get_output(c->bev), body, len) < 0)) {
+        /* Half an answer would be read as a whole one: the client is
+         * better served by a closed connection it can retry. */
+        log_error("out of memory for an HTTP answer; closing the connection");
+        conn_close(c);
+        return;
+    }
     if (!keep) conn_close_after_flush(c);
 }
 
@@ -105,7 +113,7 @@ void http_end_async(struct conn *c)
 {
     c->busy = false;
     if (!c->closed && c->kind == CONN_HTTP && c->bev &&
-        evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        (c->peer_done || evbuffer_get_length(bufferevent_get_input(c->bev)) > 0))
         bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
     conn_unref(c);
 }
@@ -152,6 +160,9 @@ static bool handle_request(struct conn *c, const struct http_head *h, size_t hea
     struct evbuffer *in = bufferevent_get_input(c->bev);
     struct http_req req = {.c = c, .head = h, .has_body = has_body(h)};
     c->keep_alive = wants_keep_alive(h) && !req.has_body;
+    /* Bodies are never read: the answer closes, while the body may
+     * still be on its way. */
+    c->peer_may_send = req.has_body;
     c->head_only = http_str_eq(h->method, "HEAD");
     if (!c->served) {
         c->served = true;
@@ -171,13 +182,31 @@ static bool handle_request(struct conn *c, const struct http_head *h, size_t hea
     return !c->close_after_flush;
 }
 
+/* A head we will not serve ends the connection, with the rest of it
+ * (or a body) perhaps still coming. */
+static void refuse_head(struct conn *c)
+{
+    c->keep_alive = false;
+    c->peer_may_send = true;
+}
+
+void http_conn_on_eof(struct conn *c)
+{
+    c->peer_done = true;
+    if (!c->busy) http_conn_on_read(c);
+}
+
 void http_conn_on_read(struct conn *c)
 {
     for (int handled = 0; handled < HTTP_CONN_REQS_PER_TURN; handled++) {
         if (c->closed || c->busy || c->close_after_flush || c->kind != CONN_HTTP) return;
         struct evbuffer *in = bufferevent_get_input(c->bev);
         size_t len = evbuffer_get_length(in);
-        if (len == 0) return;
+        if (len == 0) {
+            /* A peer that half-closed has had all its answers. */
+            if (c->peer_done) conn_close_after_flush(c);
+            return;
+        }
         if (conn_unsent(c) > HTTP_CONN_OUTPUT_PAUSE) return; /* resumed by on_drain */
         size_t n = len < HTTP_HEAD_MAX_BYTES + 1 ? len : HTTP_HEAD_MAX_BYTES + 1;
         const char *p = (const char *)evbuffer_pullup(in, (ssize_t)n);
@@ -188,22 +217,27 @@ void http_conn_on_read(struct conn *c)
         static struct http_head head; /* large; one request at a time per worker */
         int r = http_head_parse(p, n, &head);
         if (r == HTTP_HEAD_AGAIN) {
+            if (c->peer_done) {
+                /* The rest of this head will never come. */
+                conn_close_after_flush(c);
+                return;
+            }
             int64_t now = timefmt_mono_ms();
             if (!c->head_started_ms) c->head_started_ms = now;
             else if (now - c->head_started_ms > HTTP_HEAD_DEADLINE_MS) {
-                c->keep_alive = false;
+                refuse_head(c);
                 http_reply_error(c, 408, "timeout", "request head not completed in time");
             }
             return;
         }
         if (r == HTTP_HEAD_TOO_LARGE) {
-            c->keep_alive = false;
+            refuse_head(c);
             http_reply_error(c, 431, "too_large",
                              "request head over 8192 bytes or over 100 header lines");
             return;
         }
         if (r < 0) {
-            c->keep_alive = false;
+            refuse_head(c);
             http_reply_error(c, 400, "bad_request", "malformed request head");
             return;
         }

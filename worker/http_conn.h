@@ -24,6 +24,8 @@ struct conn;
 
 void http_conn_on_read(struct conn *c);
 void http_conn_on_drain(struct conn *c);
+/* The peer half-closed: what it sent is still answered. */
+void http_conn_on_eof(struct conn *c);
 
 /* What a handler sees of the request. Valid only during the handler call:
  * the head points into the connection's input buffer. */

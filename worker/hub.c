@@ -121,42 +121,48 @@ static void deliver_frame(struct hub_room *r, int64_t seq, struct ws_shared *f,
     }
 }
 
-static void deliver_ex(struct hub_room *r, int64_t seq, const char *json, size_t len,
+static bool deliver_ex(struct hub_room *r, int64_t seq, const char *json, size_t len,
                        uint64_t skip_conn, int64_t started_us, bool optional);
 
-static void deliver(struct hub_room *r, int64_t seq, const char *json, size_t len,
+/* Returns false when the frame could not be allocated: nobody has the
+ * change, and a numbered one must not be counted as delivered. */
+static bool deliver(struct hub_room *r, int64_t seq, const char *json, size_t len,
                     uint64_t skip_conn, int64_t started_us)
 {
-    deliver_ex(r, seq, json, len, skip_conn, started_us, false);
+    return deliver_ex(r, seq, json, len, skip_conn, started_us, false);
 }
 
-static void deliver_ex(struct hub_room *r, int64_t seq, const char *json, size_t len,
+static bool deliver_ex(struct hub_room *r, int64_t seq, const char *json, size_t len,
                        uint64_t skip_conn, int64_t started_us, bool optional)
 {
     struct ws_shared *f = ws_shared_new_text(json, len);
     if (!f) {
         log_error("out of memory for an event of room %s", r->name);
-        return;
+        return false;
     }
     /* The room may lose members (slow consumers closed) while we go. */
     deliver_frame(r, seq, f, skip_conn, optional);
     ws_shared_release(f);
     if (started_us) metrics_observe_us(METRIC_HIST_BROADCAST, (uint64_t)(timefmt_mono_us() - started_us));
+    return true;
 }
 
 static void start_repair(struct hub_room *r);
+static void retry_later(struct hub_room *r);
 
-/* Delivers what the buffer holds from next_seq on, in order. */
+/* Delivers what the buffer holds from next_seq on, in order. A change
+ * whose frame could not be allocated stays first in the buffer, and the
+ * gap timer below comes back for it. */
 static void drain_buffered(struct hub_room *r)
 {
     while (r->buffered && r->buffered->seq <= r->next_seq) {
         struct buffered *b = r->buffered;
-        r->buffered = b->next;
-        r->nbuffered--;
         if (b->seq == r->next_seq) {
-            deliver(r, b->seq, b->json, b->len, 0, b->arrived_us);
+            if (!deliver(r, b->seq, b->json, b->len, 0, b->arrived_us)) break;
             r->next_seq++;
         }
+        r->buffered = b->next;
+        r->nbuffered--;
         free(b);
     }
     if (r->buffered && !r->querying && !evtimer_pending(r->gap_ev, NULL)) {
@@ -196,7 +202,13 @@ static void on_change(struct hub_room *r, int64_t seq, const char *json, size_t 
         return;
     }
     if (seq < r->next_seq) return; /* seen already (a repair got there first) */
-    deliver(r, seq, json, len, 0, timefmt_mono_us());
+    if (!deliver(r, seq, json, len, 0, timefmt_mono_us())) {
+        /* Out of memory: kept for a retry if it can be, else the gap
+         * repair or the sweep reads it back from PostgreSQL. */
+        buffer_change(r, seq, json, len);
+        retry_later(r);
+        return;
+    }
     r->next_seq++;
     drain_buffered(r);
 }
@@ -324,7 +336,10 @@ static void on_repair(void *arg, PGresult *const *res, int n, const char *err)
     for (int i = 0; i < rows; i++) {
         int64_t seq = strtoll(PQgetvalue(pr, i, 0), NULL, 10);
         if (seq != r->next_seq) continue;
-        deliver(r, seq, PQgetvalue(pr, i, 1), (size_t)PQgetlength(pr, i, 1), 0, 0);
+        if (!deliver(r, seq, PQgetvalue(pr, i, 1), (size_t)PQgetlength(pr, i, 1), 0, 0)) {
+            retry_later(r); /* out of memory: read it again */
+            return;
+        }
         r->next_seq++;
     }
     if (r->next_seq > before) {
@@ -445,8 +460,15 @@ static void on_gap_timer(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct hub_room *r = arg;
     if (!r->subscribed) return; /* the resubscribe will read */
-    if (r->next_seq == 0) read_position(r);
-    else if (r->buffered) start_repair(r);
+    /* Armed for a gap in the buffer, or to retry a read or a delivery
+     * that failed: deliver what the buffer can give now, then read on
+     * from next_seq. */
+    if (r->next_seq == 0) {
+        read_position(r);
+        return;
+    }
+    drain_buffered(r);
+    start_repair(r);
 }
 
 /* ---- subscriptions ----------------------------------------------------- */

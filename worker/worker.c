@@ -68,7 +68,8 @@ static bool reclaim_idle_http(struct worker *w)
 {
     int looked = 0;
     for (struct conn *c = w->http_conns.tail; c && looked < 64; c = c->prev, looked++) {
-        if (c->busy || c->closed || c->close_after_flush) continue;
+        /* A lingering close has had its answer: it may go. */
+        if (c->busy || c->closed || (c->close_after_flush && !c->lingering)) continue;
         conn_close(c);
         return true;
     }

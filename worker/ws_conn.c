@@ -70,6 +70,13 @@ void ws_conn_upgrade(struct http_req *req)
     const struct http_str *version = http_head_get(h, "Sec-WebSocket-Version");
     const struct http_str *key = http_head_get(h, "Sec-WebSocket-Key");
     c->keep_alive = c->keep_alive && !req->has_body;
+    if (c->peer_done) {
+        /* Read after the client's FIN (behind an answer it waited for):
+         * such a WebSocket could never send a frame, nor its close. */
+        c->keep_alive = false;
+        http_reply_error(c, 400, "bad_request", "the client closed its side before the upgrade");
+        return;
+    }
     if (!upgrade || !http_token_list_has(*upgrade, "websocket") || !connection ||
         !http_token_list_has(*connection, "upgrade")) {
         http_reply_error_with(c, 400, "bad_request",
@@ -316,6 +323,7 @@ static void close_once_sent(struct conn *c)
  * peer, whose next bytes we would not trust anyway. */
 static void fail(struct conn *c, uint16_t code, const char *reason)
 {
+    c->peer_may_send = true;
     if (c->ws->state == WS_OPEN) send_close(c, code, reason);
     close_once_sent(c);
 }
@@ -376,7 +384,10 @@ static bool on_event(struct conn *c, struct ws_event *ev)
         /* Echo the peer's code (RFC 6455 5.5.1); none given: none back. */
         if (s->state == WS_OPEN)
             send_close(c, ev->close_code == WS_CLOSE_NO_STATUS ? 0 : ev->close_code, NULL);
-        /* The handshake is complete: the server closes the TCP side. */
+        /* The handshake is complete: the server closes the TCP side.
+         * Nothing after a close frame counts; left in the input, it
+         * would look like more to come and make the close linger. */
+        evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
         close_once_sent(c);
         return false;
     case WS_EV_FAIL:

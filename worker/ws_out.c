@@ -154,7 +154,7 @@ static void flush_one(struct conn *c, struct ws_out *o)
         o->items = NULL;
         o->cap = 0;
     }
-    if (!c->closed && c->close_after_flush && conn_unsent(c) == 0) conn_close(c);
+    if (!c->closed && c->close_after_flush && conn_unsent(c) == 0) conn_close_after_flush(c);
 }
 
 void ws_out_flush_dirty(struct worker *w)

@@ -285,6 +285,109 @@ test('HTTP: keep-alive, pipelining, error bodies, head limits', async (t) => {
     });
 });
 
+/**
+ * Sends `first`, waits for the server's answer and its FIN, then sends
+ * `more` and closes: what a client still uploading sees when the answer
+ * comes early. Resolves with the bytes read and the socket error, if any.
+ */
+async function answerThenMore(port, first, more) {
+    const sock = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    await new Promise((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); });
+    const chunks = [];
+    let fin = false;
+    let closed = false;
+    let error;
+    sock.on('data', (d) => chunks.push(d));
+    sock.on('end', () => { fin = true; });
+    sock.on('close', () => { closed = true; });
+    sock.on('error', (e) => { error ??= e; });
+    try {
+        sock.write(first);
+        await waitFor(() => fin || closed, 5000, 10, 'the answer and the server\'s FIN');
+        if (!closed) {
+            await new Promise((resolve) => sock.write(more, resolve));
+            sock.end();
+        }
+        await waitFor(() => closed, 8000, 10, 'the connection to close');
+    } finally {
+        sock.destroy();
+    }
+    return { got: Buffer.concat(chunks), error };
+}
+
+test('HTTP: closing gently', async (t) => {
+    const srv = await startChatd({ t, workers: 1 });
+
+    // Closing a socket with input still unread sends RST instead of FIN:
+    // the answer's bytes not yet acknowledged are thrown away with it,
+    // and a client still sending (an upload, the rest of a head) fails
+    // its next write and may never read the answer. The server sends its
+    // FIN instead and reads on until the client is done too.
+    await t.test('a refused head: the answer, then FIN; the client may finish sending', async () => {
+        const r = await answerThenMore(srv.port,
+            `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ${'q'.repeat(65536)}`, 'q'.repeat(65536));
+        assert.equal(r.error, undefined, `the client's late bytes are taken, not reset (${r.error?.code})`);
+        assert.deepEqual(parseResponses(r.got).responses.map((x) => x.status), [431]);
+        await assertHealthy(srv.port);
+    });
+
+    await t.test('a body still arriving when the answer closes: FIN, the upload may finish', async () => {
+        const head = `POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: ${2 * 65536}\r\n\r\n`;
+        const r = await answerThenMore(srv.port, head + 'b'.repeat(65536), 'b'.repeat(65536));
+        assert.equal(r.error, undefined, `the rest of the upload is taken, not reset (${r.error?.code})`);
+        const answers = parseResponses(r.got).responses;
+        assert.deepEqual(answers.map((x) => x.status), [405]);
+        assert.equal(answers[0].headers.connection, 'close');
+    });
+
+    await t.test('a client that keeps sending after the answer is closed on in time', async () => {
+        const sock = net.connect({ host: '127.0.0.1', port: srv.port, allowHalfOpen: true });
+        await new Promise((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); });
+        let got = '';
+        let fin = false;
+        let closed = false;
+        sock.on('data', (d) => { got += d.toString('latin1'); });
+        sock.on('end', () => { fin = true; });
+        sock.on('close', () => { closed = true; });
+        sock.on('error', () => {});
+        sock.write(`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ${'q'.repeat(9000)}`);
+        await waitFor(() => fin, 5000, 20, 'the server\'s FIN');
+        assert.match(got, /^HTTP\/1\.1 431 /);
+        // Half-open, the connection is still the server's to close: a
+        // trickle of bytes does not hold it past the linger time.
+        const trickle = setInterval(() => { if (!closed) sock.write('z'); }, 200);
+        try {
+            await waitFor(() => closed, 9000, 50, 'the server to close the lingering connection');
+        } finally {
+            clearInterval(trickle);
+            sock.destroy();
+        }
+    });
+
+    await t.test('a client that half-closes after its requests still gets every answer', async () => {
+        const token = srv.token({ sub: uniq('half'), role: 'member' });
+        const room = uniq('room');
+        const history = `GET /api/chat/messages?room=${room} HTTP/1.1\r\nHost: x\r\n` +
+            `Authorization: Bearer ${token}\r\n\r\n`;
+        const users = `GET /api/users?room=${room} HTTP/1.1\r\nHost: x\r\n` +
+            `Authorization: Bearer ${token}\r\n\r\n`;
+        for (let i = 0; i < 5; i++) {
+            // Answered from PostgreSQL and from Redis, after the FIN came.
+            const buf = await rawRequest(srv.port, get('/healthz') + history + users + get('/healthz'),
+                { end: true, timeoutMs: 5000 });
+            assert.equal(buf.timedOut, false, 'the server closes once all is answered');
+            const r = parseResponses(buf).responses;
+            assert.deepEqual(r.map((x) => x.status), [200, 200, 200, 200], `round ${i}`);
+            assert.equal(JSON.parse(r[1].body).room, room);
+            assert.equal(JSON.parse(r[2].body).room, room);
+        }
+        // Half a head, then the FIN: nothing to answer, the server just closes.
+        const part = await rawRequest(srv.port, 'GET /healthz HTTP/1.1\r\nHo', { end: true, timeoutMs: 5000 });
+        assert.equal(part.timedOut, false);
+        assert.equal(part.length, 0);
+    });
+});
+
 // ---------------------------------------------------------- supervision
 
 /** Fresh-connection GET /healthz in a loop until stopped; counts results. */

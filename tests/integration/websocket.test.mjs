@@ -113,9 +113,9 @@ const closePayload = (code, reason = '') => {
  */
 class RawWs {
     /** Upgrades; `after`: bytes written in the same packet as the request. */
-    static open(port, reqPath, headers = {}, { timeoutMs = 5000, after } = {}) {
+    static open(port, reqPath, headers = {}, { timeoutMs = 5000, after, allowHalfOpen = false } = {}) {
         return new Promise((resolve, reject) => {
-            const sock = net.connect({ host: '127.0.0.1', port });
+            const sock = net.connect({ host: '127.0.0.1', port, allowHalfOpen });
             let buf = Buffer.alloc(0);
             const timer = setTimeout(() => {
                 sock.destroy();
@@ -579,6 +579,32 @@ test('websocket endpoint', async (t) => {
         const s = sized(MAX_FRAME + 1, 'over-frag');
         await expectCloseCode(srv, room, Buffer.concat([frame(OP.TEXT, s.slice(0, 2100), { fin: false }),
             frame(OP.CONT, s.slice(2100))]), 1009, 'fragments adding up to max_frame_bytes + 1');
+    });
+
+    await t.test('a 1009 mid-frame: the close frame, then FIN; the client may finish its frame', async () => {
+        // The rest of the oversized frame is read and dropped after our
+        // FIN: closed with it unread, the socket would answer the client's
+        // next bytes with a reset, and discard whatever of the close frame
+        // was not yet acknowledged.
+        const c = await RawWs.open(srv.port, `/api/chat?room=${uniq()}`, bearer(), { allowHalfOpen: true });
+        let closed = false;
+        let error;
+        c.sock.on('close', () => { closed = true; });
+        c.sock.on('error', (e) => { error ??= e; });
+        try {
+            await c.json('welcome');
+            const big = frame(OP.TEXT, 'x'.repeat(MAX_FRAME * 32));
+            await c.write(big.subarray(0, MAX_FRAME * 4));
+            assert.equal((await c.closeFrame()).code, 1009);
+            assert.equal((await c.waitEnd()).error, undefined, 'a FIN, not a reset');
+            await c.write(big.subarray(MAX_FRAME * 4));
+            c.sock.end();
+            await waitFor(() => closed, 8000, 10, 'the connection to close');
+            assert.equal(error, undefined, `the rest of the frame is taken, not reset (${error?.code})`);
+        } finally {
+            c.destroy();
+        }
+        assert.equal(await ok200(srv), true);
     });
 
     // ------------------------------------------------- fragmentation

@@ -315,13 +315,15 @@ static int cmd_token(const struct chat_config *cfg, int argc, char **argv)
     char *tok = jwt_sign(cfg->jwt_secret, sub, name, role, rooms ? list : NULL, nrooms, now,
                          ttl ? now + ttl : 0);
     free(copy);
-    if (!tok) return fail("token", "cannot sign (bad --sub or --name?)");
+    /* The settings are valid, so a token that cannot be signed, or that
+     * the server would refuse, comes from the claims given: bad usage. */
+    if (!tok) return usage_error("token: --sub must be 1..64 bytes and --name 1..64 characters");
     /* Check it the way the server will, so a bad claim fails here. */
     struct jwt_secrets secrets = {.secrets = {cfg->jwt_secret}, .count = 1};
     struct jwt_claims claims;
     if (jwt_verify(&secrets, tok, strlen(tok), now, &claims, err, sizeof err) < 0) {
         free(tok);
-        return fail("token", err);
+        return usage_error("token: %s", err);
     }
     jwt_claims_clear(&claims);
     printf("%s\n", tok);
@@ -512,6 +514,13 @@ int main(int argc, char **argv)
     const char *cmd = argv[i++];
     int rest = argc - i;
     char **args = argv + i;
+    /* A command we do not know is bad usage, whatever the settings. */
+    static const char *const commands[] = {"online", "kick",  "ban",    "unban",
+                                           "notice", "token", "migrate"};
+    bool known = false;
+    for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++)
+        known = known || strcmp(cmd, commands[k]) == 0;
+    if (!known) return usage_error("unknown command '%s'", cmd);
     struct chat_config cfg;
     char err[512];
     if (config_load_all(&cfg, file, environ, err, sizeof err) < 0) return fail("settings", err);
@@ -521,8 +530,7 @@ int main(int argc, char **argv)
         status = cmd_user(&cfg, cmd, rest, args);
     else if (strcmp(cmd, "notice") == 0) status = cmd_notice(&cfg, rest, args);
     else if (strcmp(cmd, "token") == 0) status = cmd_token(&cfg, rest + 1, args - 1);
-    else if (strcmp(cmd, "migrate") == 0) status = cmd_migrate(&cfg, rest, args);
-    else status = usage_error("unknown command '%s'", cmd);
+    else status = cmd_migrate(&cfg, rest, args);
     config_free(&cfg);
     return status;
 }

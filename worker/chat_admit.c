@@ -20,23 +20,14 @@
 #include "worker/worker.h"
 #include "worker/ws_conn.h"
 
-/* The page chatd itself served (same scheme-less host:port as the request
- * was sent to) is never cross-site, whatever allowed_origins lists. */
-static bool same_origin(const struct http_str *origin, const struct http_str *host)
-{
-    const char *sep = origin->n > 3 ? memmem(origin->p, origin->n, "://", 3) : NULL;
-    if (!sep || !host) return false;
-    size_t off = (size_t)(sep - origin->p) + 3;
-    return origin->n - off == host->n && strncasecmp(origin->p + off, host->p, host->n) == 0;
-}
-
 int chat_admit_origin(struct http_req *req)
 {
     const struct http_str *origin = http_head_get(req->head, "Origin");
     /* No Origin: not a browser, so no cross-site hijacking to fear. */
     if (!origin) return 0;
+    /* chatd's own page is no exception: its origin is listed like any
+     * other (PROTOCOL.md: an Origin outside the list gets 403). */
     if (config_origin_allowed(req->c->w->cfg, origin->p, origin->n)) return 0;
-    if (same_origin(origin, http_head_get(req->head, "Host"))) return 0;
     http_reply_error(req->c, 403, "forbidden", "origin not allowed");
     return -1;
 }

@@ -830,7 +830,9 @@ test('chatctl: online, ban, unban, notice, token, bad usage', async (t) => {
     for (const args of [[], ['frobnicate'], ['kick'], ['ban'], ['kick', 'a', 'b'], ['notice', room], ['token'],
         ['token', '--name', 'x'], ['token', '--sub', 'x', '--role', 'admin'], ['online', 'bad room'],
         ['token', '--sub', 'x', '--ttl', 'soon'], ['token', '--sub'], ['token', '--sub', 'x', '--bogus'],
-        ['token', '--sub', 'x', 'extra'], ['--bogus', 'online'], ['notice', room, 'n'.repeat(8193)]]) {
+        ['token', '--sub', 'x', 'extra'], ['--bogus', 'online'], ['notice', room, 'n'.repeat(8193)],
+        ['token', '--sub', ''], ['token', '--sub', 's'.repeat(65)], ['token', '--sub', 'x', '--name', ''],
+        ['token', '--sub', 'x', '--name', 'n'.repeat(65)], ['-c', '/nonexistent/chatd.conf', 'frobnicate']]) {
         const res = await chatctl(a, args);
         assert.equal(res.code, 2, `chatctl ${args.join(' ')}: exit ${res.code} (${res.stderr})`);
         const errLines = res.stderr.split('\n').filter(Boolean);

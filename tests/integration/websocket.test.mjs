@@ -445,9 +445,9 @@ test('websocket endpoint', async (t) => {
         assert.equal(r.json?.error?.code, 'forbidden');
         const c = await openWs(url, { token: member(), origin: 'http://good.example' });
         await c.close();
-        // The page chatd served itself is same-origin, listed or not.
-        const own = await openWs(url, { token: member(), origin: `http://127.0.0.1:${srv.port}` });
-        await own.close();
+        // chatd's own origin is no exception: unlisted, it is refused too.
+        const own = await expectHttpError(url, bearer(), { origin: `http://127.0.0.1:${srv.port}` });
+        assert.equal(own.status, 403);
         const otherPort = await expectHttpError(url, bearer(), { origin: `http://127.0.0.1:${srv.port + 1}` });
         assert.equal(otherPort.status, 403);
     });

@@ -84,10 +84,8 @@ int http_query_get(struct http_str query, const char *name, char *out,
 int http_query_get_i64(struct http_str query, const char *name, int64_t min,
                        int64_t max, int64_t *out)
 {
-    /* "-9223372036854775808" is the longest canonical int64 (20 bytes); a
-     * longer value cannot be one, and -1 for "does not fit" is the right
-     * answer for it too. */
-    char buf[24];
+    /* Room for leading zeros; a longer value is refused as not fitting. */
+    char buf[64];
     size_t n;
     int r = http_query_get(query, name, buf, sizeof buf, &n);
     if (r != 1) return r;
@@ -100,8 +98,6 @@ int http_query_get_i64(struct http_str query, const char *name, int64_t min,
         n--;
     }
     if (n == 0) return -1;
-    /* One spelling per number: no leading zeros, no negative zero. */
-    if (s[0] == '0' && (n > 1 || neg)) return -1;
 
     uint64_t mag = 0;
     for (size_t i = 0; i < n; i++) {

@@ -31,9 +31,10 @@
 int http_query_get(struct http_str query, const char *name, char *out,
                    size_t outlen, size_t *outn);
 
-/* Reads parameter name as a canonical decimal integer within [min, max].
- * Canonical means: an optional '-', then "0" or a digit 1-9 followed by
- * digits. So "+1", " 1", "1 ", "01", "-0", "", "1e3", "0x10" and anything
+/* Reads parameter name as a decimal integer within [min, max]: an
+ * optional '-', then 1 to 63 digits. Leading zeros are an integer's
+ * spelling too ("007" is 7, "-0" is 0: PROTOCOL.md asks for integers, not
+ * canonical ones). "+1", " 1", "1 ", "", "1e3", "0x10" and anything
  * outside int64_t are refused rather than reinterpreted; the caller answers
  * 400 instead of guessing (PROTOCOL.md 4: not clamped). The value is
  * percent-decoded first, so "%31" is 1 (and '+' decodes to a space, which

@@ -851,6 +851,10 @@ test('history: pages, cursors, has_more, item fields, token in header or query',
     assert.deepEqual(mid.json.messages.map((m) => m.id), ids.slice(55, 60));
     const midAfter = await history(srv, tok, `room=${room}&after=${ids[60]}&limit=5`);
     assert.deepEqual(midAfter.json.messages.map((m) => m.id), ids.slice(61, 66));
+    // Leading zeros still spell an integer (PROTOCOL.md asks for integers).
+    const padded = await history(srv, tok, `room=${room}&after=000${ids[60]}&limit=005`);
+    assert.equal(padded.status, 200, padded.body);
+    assert.deepEqual(padded.json.messages.map((m) => m.id), ids.slice(61, 66));
 
     // An empty room.
     const empty = await history(srv, tok, `room=${roomName('nobody')}`);

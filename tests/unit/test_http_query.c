@@ -233,11 +233,17 @@ static void test_i64(void **state)
     expect_i64("n=99999999999999999999", lo, hi, -1, 0);
     expect_i64("n=999999999999999999999999999999", lo, hi, -1, 0);
 
-    /* Only one spelling per number. */
-    expect_i64("n=-0", lo, hi, -1, 0);
-    expect_i64("n=00", lo, hi, -1, 0);
-    expect_i64("n=01", lo, hi, -1, 0);
-    expect_i64("n=-01", lo, hi, -1, 0);
+    /* Leading zeros spell the same integer; a sign is only '-'. */
+    expect_i64("n=-0", lo, hi, 1, 0);
+    expect_i64("n=00", lo, hi, 1, 0);
+    expect_i64("n=007", lo, hi, 1, 7);
+    expect_i64("n=-01", lo, hi, 1, -1);
+    expect_i64("n=0009223372036854775807", lo, hi, 1, INT64_MAX);
+    expect_i64("n=0009223372036854775808", lo, hi, -1, 0);
+    expect_i64("n=-00", 0, hi, 1, 0); /* zero is >= 0 however it is written */
+    expect_i64("n=-01", 0, hi, -1, 0);
+    expect_i64("n=000000000000000000000000000000000000000000000000000000000000001", lo, hi, 1, 1);
+    expect_i64("n=0000000000000000000000000000000000000000000000000000000000000001", lo, hi, -1, 0);
     expect_i64("n=+1", lo, hi, -1, 0);  /* '+' is a space */
     expect_i64("n=%2B1", lo, hi, -1, 0); /* a real '+' */
     expect_i64("n=%201", lo, hi, -1, 0);

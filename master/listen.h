@@ -5,8 +5,8 @@
 #include <stddef.h>
 
 /* Opens one non-blocking listening socket bound to bind:port with
- * SO_REUSEPORT. The master opens one per worker slot and keeps them for its
- * whole life: a respawned or reloaded worker inherits its slot's socket,
+ * SO_REUSEPORT. The master opens one per worker slot and keeps it while
+ * the slot is served: a respawned or reloaded worker inherits its slot's socket,
  * so connections waiting in that socket's backlog are never refused while
  * a worker is replaced (docs/architecture.md explains the choice). With
  * reuseport false the master opens one socket that every worker shares. 

@@ -34,6 +34,9 @@
 #define FAST_FAILURE_MS 2000
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 30000
+/* A slot that must wait this long or more before its restart stops
+ * listening meanwhile (close_slot_socket). */
+#define SLOT_CLOSE_AFTER_MS 1000
 
 enum proc_state { PROC_FREE, PROC_STARTING, PROC_RUNNING, PROC_RETIRING };
 
@@ -106,10 +109,17 @@ static void proc_release(struct proc *p)
 static void child_run(struct master *m, int slot, int ready_w, const char *instance,
                       int proc_index)
 {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* SIGTERM and SIGQUIT stay blocked until the worker's loop handles
+     * them (worker_init): one sent while it starts (a reload retiring it)
+     * then waits instead of killing it with the default action. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
+    sigset_t held;
+    sigemptyset(&held);
+    sigaddset(&held, SIGTERM);
+    sigaddset(&held, SIGQUIT);
+    sigprocmask(SIG_SETMASK, &held, NULL);
     close(m->sigfd);
     close(m->alive_pipe[1]);
     for (int i = 0; i < m->nslots; i++)
@@ -132,6 +142,35 @@ static void child_run(struct master *m, int slot, int ready_w, const char *insta
     _exit(worker_main(&args));
 }
 
+static bool reuseport(const struct master *m) { return strcmp(m->cfg.listen_mode, "reuseport") == 0; }
+
+/* A slot's own socket (reuseport) gets its share of new connections
+ * whether or not a worker accepts from it: while the slot waits out a
+ * long restart back-off it is closed, so that the kernel sends them to
+ * the slots that serve. Its backlog is reset, which a client sees at
+ * once, rather than a connection left hanging until the restart. */
+static void close_slot_socket(struct master *m, int slot)
+{
+    struct slot *s = &m->slots[slot];
+    if (!reuseport(m) || s->listen_fd < 0) return;
+    close(s->listen_fd);
+    s->listen_fd = -1;
+    log_info("slot=%d stops listening until its worker restarts", slot);
+}
+
+static int open_slot_socket(struct master *m, int slot)
+{
+    struct slot *s = &m->slots[slot];
+    if (s->listen_fd >= 0) return 0;
+    char err[256];
+    s->listen_fd = listen_open(m->cfg.bind, m->cfg.port, LISTEN_BACKLOG, reuseport(m), err, sizeof err);
+    if (s->listen_fd < 0) {
+        log_error("slot=%d cannot listen again: %s", slot, err);
+        return -1;
+    }
+    return 0;
+}
+
 static int spawn(struct master *m, int slot, bool replaces)
 {
     struct proc *p = proc_alloc(m);
@@ -139,6 +178,7 @@ static int spawn(struct master *m, int slot, bool replaces)
         log_error("process table full, cannot start worker slot=%d", slot);
         return -1;
     }
+    if (open_slot_socket(m, slot) < 0) return -1;
     int ready[2];
     if (pipe2(ready, O_CLOEXEC) < 0) {
         log_error("pipe: %s", strerror(errno));
@@ -160,6 +200,9 @@ static int spawn(struct master *m, int slot, bool replaces)
     }
     close(ready[1]);
     m->slots[slot].dead_instance[0] = '\0';
+    /* A respawn still pending (a reload got there first) would start a
+     * second worker for the slot. */
+    m->slots[slot].respawn_at_ms = 0;
     p->state = PROC_STARTING;
     p->pid = pid;
     p->slot = slot;
@@ -249,8 +292,13 @@ static void on_ready(struct master *m, struct proc *p)
     if (n == 1) {
         close(p->ready_fd);
         p->ready_fd = -1;
-        p->state = m->stopping ? p->state : PROC_RUNNING;
-        m->slots[p->slot].fast_failures = 0;
+        /* One retired meanwhile (a reload's newer worker was ready in the
+         * same round) stays retiring. Ready is not yet stable: the
+         * back-off is only forgiven by a worker that lived long enough
+         * (schedule_respawn), or one crashing soon after its start would
+         * be restarted at the shortest delay for ever. */
+        if (p->state == PROC_STARTING && !m->stopping) p->state = PROC_RUNNING;
+        m->slots[p->slot].fatal = false;
         log_debug("worker ready slot=%d pid=%d", p->slot, (int)p->pid);
         if (p->replaces && !m->stopping) {
             p->replaces = false;
@@ -277,23 +325,28 @@ static void schedule_respawn(struct master *m, struct proc *p, int status)
 {
     struct slot *s = &m->slots[p->slot];
     int64_t now = timefmt_mono_ms();
-    if (WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_FATAL) {
-        s->fatal = true;
-        log_error("worker slot=%d reported a fatal start-up error; not restarting it", p->slot);
-        return;
-    }
-    if (now - p->started_ms < FAST_FAILURE_MS) s->fast_failures++;
-    else s->fast_failures = 0;
     int64_t delay = 0;
-    if (s->fast_failures > 0) {
-        delay = BACKOFF_MIN_MS;
-        for (int i = 1; i < s->fast_failures && delay < BACKOFF_MAX_MS; i++) delay *= 2;
-        if (delay > BACKOFF_MAX_MS) delay = BACKOFF_MAX_MS;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_FATAL) {
+        /* It could not start (out of memory or descriptors): perhaps
+         * for a while only, so it is tried again, slowly. */
+        s->fatal = true;
+        delay = BACKOFF_MAX_MS;
+        log_error("worker slot=%d could not start; trying again in %lld ms", p->slot, (long long)delay);
+    } else {
+        if (now - p->started_ms < FAST_FAILURE_MS) s->fast_failures++;
+        else s->fast_failures = 0;
+        if (s->fast_failures > 0) {
+            delay = BACKOFF_MIN_MS;
+            for (int i = 1; i < s->fast_failures && delay < BACKOFF_MAX_MS; i++) delay *= 2;
+            if (delay > BACKOFF_MAX_MS) delay = BACKOFF_MAX_MS;
+            log_warn("worker slot=%d restarts in %lld ms (failed %d times in a row soon after start)",
+                     p->slot, (long long)delay, s->fast_failures);
+        }
     }
     s->respawn_at_ms = now + delay;
-    if (delay > 0)
-        log_warn("worker slot=%d restarts in %lld ms (failed %d times in a row soon after start)",
-                 p->slot, (long long)delay, s->fast_failures);
+    /* A short wait is better spent with the backlog kept: its clients are
+     * served when the worker is back. A long one would hold them. */
+    if (delay >= SLOT_CLOSE_AFTER_MS) close_slot_socket(m, p->slot);
 }
 
 static void describe_status(int status, char *out, size_t n)
@@ -462,14 +515,13 @@ int master_run(struct master_options *opts, struct chat_config *cfg)
 
     m.nslots = m.cfg.workers;
     if (m.nslots > MASTER_MAX_SLOTS) m.nslots = MASTER_MAX_SLOTS;
-    bool reuseport = strcmp(m.cfg.listen_mode, "reuseport") == 0;
     for (int i = 0; i < m.nslots; i++) {
         char err[256];
-        if (!reuseport && i > 0) {
+        if (!reuseport(&m) && i > 0) {
             m.slots[i].listen_fd = m.slots[0].listen_fd;
             continue;
         }
-        m.slots[i].listen_fd = listen_open(m.cfg.bind, m.cfg.port, LISTEN_BACKLOG, reuseport, err,
+        m.slots[i].listen_fd = listen_open(m.cfg.bind, m.cfg.port, LISTEN_BACKLOG, reuseport(&m), err,
                                            sizeof err);
         if (m.slots[i].listen_fd < 0) {
             log_error("cannot listen: %s", err);

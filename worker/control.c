@@ -8,9 +8,12 @@
 #include "shared/jsonw.h"
 #include "shared/log.h"
 #include "shared/room.h"
+#include "shared/config.h"
+#include "shared/jwt.h"
 #include "worker/chat_session.h"
 #include "worker/conn.h"
 #include "worker/hub.h"
+#include "worker/redis_link.h"
 #include "worker/worker.h"
 #include "worker/ws_conn.h"
 
@@ -27,6 +30,79 @@ static void kick(struct worker *w, const char *user)
         }
     }
     if (n) log_info("kicked %d connection(s) of a user", n);
+}
+
+/* Kicks published while a worker's subscription link was down are lost
+ * (pub/sub keeps nothing), and a banned user's sockets would stay open
+ * for ever, since the ban set is read at join only. So when the control
+ * channel is back, the users connected here are looked up in the ban set
+ * and the banned ones kicked, as `chatctl ban` meant. */
+#define SWEEP_USERS_MAX 512
+
+struct ban_sweep {
+    struct worker *w;
+    int n;
+    char users[SWEEP_USERS_MAX][JWT_SUB_MAX_BYTES + 1];
+};
+
+static void on_ban_sweep(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    struct ban_sweep *sw = privdata;
+    redisReply *r = reply;
+    /* NULL: the link went down, and its return sweeps again. */
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == (size_t)sw->n) {
+        for (int i = 0; i < sw->n; i++) {
+            if (r->element[i]->type != REDIS_REPLY_INTEGER || r->element[i]->integer != 1) continue;
+            log_info("control: a banned user was still connected (a kick was missed); kicking");
+            kick(sw->w, sw->users[i]);
+        }
+    } else if (r) {
+        log_warn("control: the ban sweep failed: %s", r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
+    }
+    free(sw);
+}
+
+static int send_sweep(struct worker *w, struct ban_sweep *sw)
+{
+    const char *argv[2 + SWEEP_USERS_MAX];
+    char key[CONFIG_PREFIX_MAX + 8];
+    snprintf(key, sizeof key, "%sbanned", w->cfg->redis_prefix);
+    argv[0] = "SMISMEMBER";
+    argv[1] = key;
+    for (int i = 0; i < sw->n; i++) argv[2 + i] = sw->users[i];
+    if (redis_link_commandargv(w->redis, on_ban_sweep, sw, 2 + sw->n, argv, NULL) < 0) {
+        free(sw);
+        return -1;
+    }
+    return 0;
+}
+
+void control_sweep_bans(struct worker *w)
+{
+    if (!redis_link_up(w->redis)) return; /* swept when it is up */
+    struct ban_sweep *sw = NULL;
+    int sent = 0;
+    for (struct conn *c = w->ws_conns.head; c; c = c->next) {
+        struct chat_session *s = ws_conn_chat(c);
+        if (!s) continue;
+        if (!sw) {
+            if (!(sw = malloc(sizeof *sw))) {
+                log_warn("control: out of memory for the ban sweep");
+                return;
+            }
+            sw->w = w;
+            sw->n = 0;
+        }
+        snprintf(sw->users[sw->n++], sizeof sw->users[0], "%s", s->user_id);
+        if (sw->n == SWEEP_USERS_MAX) {
+            if (send_sweep(w, sw) < 0) return;
+            sent++;
+            sw = NULL;
+        }
+    }
+    if (sw && send_sweep(w, sw) == 0) sent++;
+    if (sent) log_debug("control: ban sweep of %u connections", w->ws_conns.count);
 }
 
 static void notice(struct worker *w, const char *room, const char *text, size_t len)

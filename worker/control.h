@@ -13,4 +13,9 @@ struct worker;
 
 void control_handle(struct worker *w, const char *json, size_t len);
 
+/* Kicks the banned users among this worker's connections: called when the
+ * control channel or the command link comes back, since commands sent
+ * while it was down are lost. */
+void control_sweep_bans(struct worker *w);
+
 #endif

@@ -82,6 +82,7 @@ struct hub {
     struct sweep_call *sweep;
     struct room_read *reads;   /* position and repair reads in flight */
     bool control_subscribed;
+    void (*control_resumed_fn)(struct worker *w);
     hub_control_fn control_fn;
     uint64_t publishes;
     char control_channel[128];
@@ -554,6 +555,7 @@ static void on_subscription(redisAsyncContext *ac, void *reply, void *privdata)
     if (strcmp(kind->str, "subscribe") == 0) {
         if (is_control) {
             h->control_subscribed = true;
+            if (h->control_resumed_fn) h->control_resumed_fn(h->w);
             return;
         }
         const char *name = room_of_channel(h, chan->str);
@@ -770,6 +772,7 @@ bool hub_subscriptions_up(const struct hub *h)
 }
 
 void hub_set_control_handler(struct hub *h, hub_control_fn fn) { h->control_fn = fn; }
+void hub_set_control_resumed(struct hub *h, void (*fn)(struct worker *w)) { h->control_resumed_fn = fn; }
 
 struct hub *hub_new(struct worker *w)
 {

@@ -165,14 +165,18 @@ int ratelimit_take(struct worker *w, const char *user_id, bool probe, ratelimit_
     t->sent_ms = timefmt_mono_ms();
     t->probe = probe;
     /* Rounded down: the second token is never promised later than it
-     * comes. rate_per_sec > 0 (config.c). */
-    t->interval_ms = (int64_t)(1000.0 / w->cfg->rate_per_sec);
+     * comes. rate_per_sec > 0 (config.c), but may be tiny: a day at most
+     * keeps the conversion defined. */
+    double interval_ms = 1000.0 / w->cfg->rate_per_sec;
+    t->interval_ms = interval_ms > 86400000.0 ? 86400000 : (int64_t)interval_ms;
     /* Ids are tokens' subs, at most JWT_SUB_MAX_BYTES; one that is not
      * is never remembered rather than remembered cut short. */
     snprintf(t->user_id, sizeof t->user_id, "%s", strlen(user_id) > JWT_SUB_MAX_BYTES ? "" : user_id);
     char key[CONFIG_PREFIX_MAX + 8 + 65], rate[32], burst[16];
     snprintf(key, sizeof key, "%srate:%s", w->cfg->redis_prefix, user_id);
-    snprintf(rate, sizeof rate, "%.6f", w->cfg->rate_per_sec);
+    /* Every significant digit: "%f" would print a rate under 5e-7 as
+     * zero, and the script divides by it. */
+    snprintf(rate, sizeof rate, "%.17g", w->cfg->rate_per_sec);
     snprintf(burst, sizeof burst, "%d", w->cfg->rate_burst);
     const char *argv[3] = {key, rate, burst};
     if (redis_script_run(w->redis, &bucket, on_reply, t, 1, 3, argv, NULL) < 0) {

@@ -64,7 +64,10 @@ static void send_probe(struct redis_link *l);
 
 static void schedule_retry(struct redis_link *l)
 {
-    if (l->freeing) return;
+    /* One failure may be reported twice (hiredis 0.14 calls both the
+     * connect and the disconnect callback for a failed connect): one
+     * retry, and the back-off doubles once. */
+    if (l->freeing || evtimer_pending(l->retry_ev, NULL)) return;
     struct timeval tv = {l->backoff_ms / 1000, (l->backoff_ms % 1000) * 1000};
     evtimer_add(l->retry_ev, &tv);
     l->backoff_ms = l->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : l->backoff_ms * 2;
@@ -158,7 +161,8 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
         l->errors++; metrics_add(METRIC_REDIS_ERRORS, 1);
         log_warn("redis link %s: no answer to connect in %d ms; trying again", l->name,
                  CONNECT_TIMEOUT_MS);
-        /* Never connected: hiredis calls no disconnect callback for it. */
+        /* Not connected yet: the disconnect callback may or may not
+         * come; schedule_retry takes either. */
         redisAsyncContext *ac = l->ac;
         l->ac = NULL;
         redisAsyncFree(ac);

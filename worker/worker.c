@@ -201,6 +201,11 @@ static void stop_accepting(struct worker *w)
     event_free(w->accept_ev);
     w->accept_ev = NULL;
     evtimer_del(w->accept_resume_ev);
+    /* Our copy of the socket would keep it listening after the master
+     * closed its own (a slot waiting to restart, a master gone), with
+     * nobody taking what the kernel queues on it. */
+    close(w->listen_fd);
+    w->listen_fd = -1;
 }
 
 static void on_term(evutil_socket_t sig, short what, void *arg)
@@ -308,6 +313,7 @@ static void on_redis_state(struct redis_link *l, bool up, void *arg)
     (void)l;
     struct worker *w = arg;
     if (w->presence) presence_on_link(w->presence, up);
+    if (up) control_sweep_bans(w);
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)
@@ -351,6 +357,7 @@ static int worker_init(struct worker *w, const struct worker_args *a)
     w->hub = hub_new(w);
     if (!w->pg || !w->store || !w->presence || !w->redis || !w->hub) return -1;
     hub_set_control_handler(w->hub, control_handle);
+    hub_set_control_resumed(w->hub, control_sweep_bans);
     w->accept_ev = event_new(w->base, w->listen_fd, EV_READ | EV_PERSIST, on_accept, w);
     w->accept_resume_ev = evtimer_new(w->base, on_accept_resume, w);
     w->master_ev = event_new(w->base, a->master_fd, EV_READ | EV_PERSIST, on_master, w);
@@ -368,6 +375,12 @@ static int worker_init(struct worker *w, const struct worker_args *a)
         event_add(w->term_ev, NULL) < 0 || event_add(w->quit_ev, NULL) < 0 ||
         event_add(w->tick_ev, &tick) < 0)
         return -1;
+    /* The master held these back until the loop could take them. */
+    sigset_t stops;
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGTERM);
+    sigaddset(&stops, SIGQUIT);
+    sigprocmask(SIG_UNBLOCK, &stops, NULL);
     return 0;
 }
 

@@ -450,6 +450,43 @@ test('a killed worker is replaced and the server keeps answering', async (t) => 
     assert.equal(srv.exitInfo, null);
 });
 
+test('a worker that keeps crashing: its slot stops taking connections while it waits to restart', async (t) => {
+    const srv = await startChatd({ t, workers: 2 });
+    const first = await waitFor(() => (srv.children().length === 2 ? srv.children() : null), 5000, 50,
+        'two workers');
+    const survivor = first[1];
+    // Killed as soon as it starts, each time: every fast failure doubles
+    // the wait before the next start (100 ms, 200, ... 3200 after six).
+    let victim = first[0];
+    for (let i = 1; i <= 6; i++) {
+        process.kill(victim, 'SIGKILL');
+        if (i === 6) break;
+        const gone = victim;
+        victim = await waitFor(() => srv.children().find((p) => p !== survivor && p !== gone), 10000, 5,
+            `restart ${i}`);
+    }
+    await waitFor(() => /restarts in 3200 ms/.test(srv.logs()), 5000, 10, 'the sixth back-off');
+    // Meanwhile the kernel would still queue about half of the new
+    // connections on the waiting slot's socket, where nobody accepts:
+    // closed, it leaves them all to the slot that serves.
+    const during = await Promise.all(Array.from({ length: 40 }, () => httpGet(srv.port, '/healthz', { timeoutMs: 2000 })
+        .then((r) => r.status, (e) => e.message)));
+    assert.deepEqual(during, Array(40).fill(200));
+    assert.match(srv.logs(), /slot=\d+ stops listening until its worker restarts/);
+    // The slot comes back with a socket of its own and takes its share.
+    const back = await waitFor(() => {
+        const now = srv.children();
+        return now.length === 2 && now.every((p) => p !== victim) ? now.find((p) => p !== survivor) : null;
+    }, 10000, 20, 'the slot\'s worker after its back-off');
+    await waitFor(async () => {
+        const rs = await Promise.all(Array.from({ length: 20 }, () => httpGet(srv.port, '/healthz', { timeoutMs: 1000 })
+            .then((r) => r.status, () => 0)));
+        return rs.every((st) => st === 200);
+    }, 5000, 50, 'every request succeeds with both slots');
+    assert.deepEqual(srv.children().sort(), [survivor, back].sort());
+    assert.equal(srv.exitInfo, null);
+});
+
 test('SIGTERM: graceful stop, exit 0, pid file removed', async (t) => {
     const drainS = 3;
     const srv = await startChatd({ t, workers: 2, env: { CHAT_DRAIN_TIMEOUT_S: drainS } });

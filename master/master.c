@@ -96,6 +96,18 @@ static int live_procs(const struct master *m)
     return n;
 }
 
+/* Whether a worker other than `except` serves or is about to serve the
+ * slot (a retiring one does not). */
+static bool slot_served(const struct master *m, int slot, const struct proc *except)
+{
+    for (int i = 0; i < MASTER_MAX_PROCS; i++) {
+        const struct proc *p = &m->procs[i];
+        if (p != except && p->slot == slot && (p->state == PROC_STARTING || p->state == PROC_RUNNING))
+            return true;
+    }
+    return false;
+}
+
 static void proc_release(struct proc *p)
 {
     if (p->ready_fd >= 0) close(p->ready_fd);
@@ -153,6 +165,12 @@ static void close_slot_socket(struct master *m, int slot)
 {
     struct slot *s = &m->slots[slot];
     if (!reuseport(m) || s->listen_fd < 0) return;
+    /* The last socket stays: the port remains ours, and its clients wait
+     * for the restart rather than being refused. */
+    bool others = false;
+    for (int i = 0; i < m->nslots && !others; i++)
+        others = i != slot && m->slots[i].listen_fd >= 0 && slot_served(m, i, NULL);
+    if (!others) return;
     close(s->listen_fd);
     s->listen_fd = -1;
     log_info("slot=%d stops listening until its worker restarts", slot);
@@ -299,6 +317,9 @@ static void on_ready(struct master *m, struct proc *p)
          * be restarted at the shortest delay for ever. */
         if (p->state == PROC_STARTING && !m->stopping) p->state = PROC_RUNNING;
         m->slots[p->slot].fatal = false;
+        /* The slot is served: a respawn still pending (its previous worker
+         * died while this reload candidate started) would start another. */
+        m->slots[p->slot].respawn_at_ms = 0;
         log_debug("worker ready slot=%d pid=%d", p->slot, (int)p->pid);
         if (p->replaces && !m->stopping) {
             p->replaces = false;
@@ -333,6 +354,7 @@ static void schedule_respawn(struct master *m, struct proc *p, int status)
         delay = BACKOFF_MAX_MS;
         log_error("worker slot=%d could not start; trying again in %lld ms", p->slot, (long long)delay);
     } else {
+        s->fatal = false;
         if (now - p->started_ms < FAST_FAILURE_MS) s->fast_failures++;
         else s->fast_failures = 0;
         if (s->fast_failures > 0) {
@@ -388,6 +410,11 @@ static void reap(struct master *m)
                 schedule_respawn(m, p, status);
             }
         }
+        /* A reload candidate that died or never became ready, where the
+         * slot had no worker left (it was waiting out a back-off), must
+         * not leave the slot without one. */
+        if (!m->stopping && m->slots[p->slot].respawn_at_ms == 0 && !slot_served(m, p->slot, p))
+            schedule_respawn(m, p, status);
         proc_release(p);
     }
 }
@@ -400,6 +427,7 @@ static void on_signal(struct master *m)
         case SIGCHLD: reap(m); break;
         case SIGTERM: begin_stop(m, "SIGTERM"); break;
         case SIGINT: begin_stop(m, "SIGINT"); break;
+        case SIGQUIT: begin_stop(m, "SIGQUIT"); break;
         case SIGHUP: reload(m); break;
         default: break;
         }
@@ -417,13 +445,21 @@ static int run_timers(struct master *m)
         if (s->respawn_at_ms == 0) continue;
         if (s->respawn_at_ms <= now) {
             s->respawn_at_ms = 0;
-            if (spawn(m, i, false) < 0) s->respawn_at_ms = now + BACKOFF_MAX_MS;
+            if (spawn(m, i, false) < 0) {
+                s->respawn_at_ms = now + BACKOFF_MAX_MS;
+                close_slot_socket(m, i);
+            }
         } else if (s->respawn_at_ms < next) {
             next = s->respawn_at_ms;
         }
     }
     for (int i = 0; i < MASTER_MAX_PROCS; i++) {
         struct proc *p = &m->procs[i];
+        /* Lived long enough: the slot's back-off is forgiven. */
+        if (p->state == PROC_RUNNING && now - p->started_ms >= FAST_FAILURE_MS)
+            m->slots[p->slot].fast_failures = 0;
+        else if (p->state == PROC_RUNNING && p->started_ms + FAST_FAILURE_MS < next)
+            next = p->started_ms + FAST_FAILURE_MS;
         if (p->state == PROC_STARTING && p->replaces && now - p->started_ms > READY_TIMEOUT_MS) {
             log_error("reload aborted: new worker slot=%d pid=%d not ready in %d ms; old workers keep serving",
                       p->slot, (int)p->pid, READY_TIMEOUT_MS);
@@ -542,6 +578,8 @@ int master_run(struct master_options *opts, struct chat_config *cfg)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    /* Also blocked so that a child is born with it blocked (child_run). */
+    sigaddset(&set, SIGQUIT);
     sigprocmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     m.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);

@@ -102,7 +102,8 @@ static const struct config_entry config_table[] = {
         "Prefix of every Redis key and channel; the same on all hosts."),
     STR(allowed_origins, 0, "", 0, check_origins,
         "scheme://host[:port], comma-separated, at most 64",
-        "Browser origins allowed to open a WebSocket; empty = any."),
+        "Browser origins allowed to open a WebSocket or call the REST API; empty = any. "
+        "chatd's own web client is checked like any page: list its origin if it is used."),
     INT(max_text_chars, 0, "2000", 1, 100000,
         "Longest message text, in code points."),
     INT(max_frame_bytes, 0, "16384", 125, 16777216,

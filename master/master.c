@@ -312,14 +312,17 @@ static void on_ready(struct master *m, struct proc *p)
         p->ready_fd = -1;
         /* One retired meanwhile (a reload's newer worker was ready in the
          * same round) stays retiring. Ready is not yet stable: the
-         * back-off is only forgiven by a worker that lived long enough
-         * (schedule_respawn), or one crashing soon after its start would
-         * be restarted at the shortest delay for ever. */
-        if (p->state == PROC_STARTING && !m->stopping) p->state = PROC_RUNNING;
-        m->slots[p->slot].fatal = false;
-        /* The slot is served: a respawn still pending (its previous worker
-         * died while this reload candidate started) would start another. */
-        m->slots[p->slot].respawn_at_ms = 0;
+         * back-off is only forgiven once a worker has run FAST_FAILURE_MS
+         * (run_timers), or one crashing soon after its start would be
+         * restarted at the shortest delay for ever. */
+        if (p->state == PROC_STARTING && !m->stopping) {
+            p->state = PROC_RUNNING;
+            m->slots[p->slot].fatal = false;
+            /* The slot is served: a respawn still pending (its previous
+             * worker died while this reload candidate started) would start
+             * another. */
+            m->slots[p->slot].respawn_at_ms = 0;
+        }
         log_debug("worker ready slot=%d pid=%d", p->slot, (int)p->pid);
         if (p->replaces && !m->stopping) {
             p->replaces = false;

@@ -112,7 +112,7 @@ static const struct config_entry config_table[] = {
         "Unsent output a connection may hold, in bytes, before it is closed "
         "with 1013."),
     INT(max_conns_per_ip, 0, "0", 0, 1000000,
-        "Open connections per client IP address; 0 = no limit."),
+        "Open connections per client IP address (IPv6: per /64); 0 = no limit."),
     { .name = "rate_per_sec", .type = CT_DOUBLE, .def = "5", .min = 0,
       .max = 1000000, FIELD_OF(rate_per_sec),
       .desc = "Messages per second a user may send (token bucket refill rate)." },

@@ -1,7 +1,9 @@
 #include "worker/ip_limit.h"
 
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "shared/hash.h"
 
@@ -17,6 +19,20 @@ struct ip_limit {
 };
 
 #define INITIAL_CAP 64
+
+void ip_limit_key(const struct sockaddr_storage *ss, struct ip_addr *out)
+{
+    static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    memset(out, 0, sizeof *out);
+    if (ss->ss_family == AF_INET6) {
+        memcpy(out->b, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+        /* An IPv4 client on a dual-stack socket keeps its whole address. */
+        if (memcmp(out->b, v4_mapped, sizeof v4_mapped) != 0) memset(out->b + 8, 0, 8);
+    } else if (ss->ss_family == AF_INET) {
+        memcpy(out->b, v4_mapped, sizeof v4_mapped);
+        memcpy(out->b + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+    }
+}
 
 struct ip_limit *ip_limit_new(void)
 {

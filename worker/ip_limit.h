@@ -1,7 +1,7 @@
 #ifndef CHATD_WORKER_IP_LIMIT_H
 #define CHATD_WORKER_IP_LIMIT_H
 
-/* Open connections per client IP address in this worker, for
+/* Open connections per client address (IPv6: per /64) in this worker, for
  * max_conns_per_ip. The kernel spreads one address's connections over the
  * workers' sockets, so each worker allows ceil(max / workers): together
  * that is the host's limit, give or take the spread. Bounded: an open
@@ -17,6 +17,14 @@ struct ip_limit;
 struct ip_addr {
     uint8_t b[16];
 };
+
+struct sockaddr_storage;
+
+/* The address the limit counts for a peer: an IPv4 address as it is, an
+ * IPv6 address by its /64. One subscriber or site is usually given a
+ * whole /64, so counting each of its 2^64 addresses apart would let one
+ * client open as many connections as it likes. */
+void ip_limit_key(const struct sockaddr_storage *ss, struct ip_addr *out);
 
 struct ip_limit *ip_limit_new(void);
 void ip_limit_free(struct ip_limit *l);

@@ -76,17 +76,6 @@ static bool reclaim_idle_http(struct worker *w)
     return false;
 }
 
-static void to_ip_addr(const struct sockaddr_storage *ss, struct ip_addr *out)
-{
-    memset(out, 0, sizeof *out);
-    if (ss->ss_family == AF_INET6) {
-        memcpy(out->b, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
-    } else if (ss->ss_family == AF_INET) {
-        out->b[10] = out->b[11] = 0xff;
-        memcpy(out->b + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
-    }
-}
-
 /* Over the per-address limit: say so in HTTP (every HTTP client reads an
  * early answer) and close. A request already received but unread would
  * make close() answer with RST rather than FIN, and a client that sees
@@ -145,7 +134,7 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
         int one = 1;
         (void)setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         struct ip_addr peer;
-        to_ip_addr(&ss, &peer);
+        ip_limit_key(&ss, &peer);
         if (!ip_limit_take(w->ip_limit, &peer, w->max_conns_per_ip)) {
             metrics_add(METRIC_CONNS_REFUSED, 1);
             refuse_over_limit(cfd);

@@ -49,6 +49,22 @@ static bool input_pending(struct conn *c)
     return ioctl(bufferevent_getfd(c->bev), FIONREAD, &queued) == 0 && queued > 0;
 }
 
+/* Input after our FIN is dropped unread; a peer that keeps sending is
+ * closed on at the deadline all the same. */
+static void linger_read(struct conn *c)
+{
+    conn_discard_input(c);
+    int64_t left_ms = c->linger_by_ms - timefmt_mono_ms();
+    if (left_ms <= 0) {
+        conn_close(c);
+        return;
+    }
+    /* The read timeout restarts with each read: what is left of the
+     * linger time, not a fresh one. */
+    struct timeval wait = {(time_t)(left_ms / 1000), (suseconds_t)(left_ms % 1000) * 1000};
+    bufferevent_set_timeouts(c->bev, &wait, NULL);
+}
+
 /* The final answer is out (conn_close_after_flush). */
 static void close_flushed(struct conn *c)
 {
@@ -59,27 +75,8 @@ static void close_flushed(struct conn *c)
     }
     c->lingering = true;
     c->linger_by_ms = timefmt_mono_ms() + CONN_LINGER_MS;
-    evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
-    struct timeval wait = {CONN_LINGER_MS / 1000, 0};
-    bufferevent_set_timeouts(c->bev, &wait, NULL);
-    if (bufferevent_enable(c->bev, EV_READ) < 0) conn_close(c);
-}
-
-/* Input after our FIN is dropped unread; a peer that keeps sending is
- * closed on at the deadline all the same. */
-static void linger_read(struct conn *c)
-{
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    evbuffer_drain(in, evbuffer_get_length(in));
-    int64_t left_ms = c->linger_by_ms - timefmt_mono_ms();
-    if (left_ms <= 0) {
-        conn_close(c);
-        return;
-    }
-    /* The read timeout restarts with each read: what is left of the
-     * linger time, not a fresh one. */
-    struct timeval wait = {(time_t)(left_ms / 1000), (suseconds_t)(left_ms % 1000) * 1000};
-    bufferevent_set_timeouts(c->bev, &wait, NULL);
+    linger_read(c);
+    if (!c->closed && bufferevent_enable(c->bev, EV_READ) < 0) conn_close(c);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
@@ -200,6 +197,13 @@ void conn_unref(struct conn *c)
     if (--c->refs > 0 || !c->closed) return;
     if (c->ws) ws_session_free(c->ws);
     free(c);
+}
+
+void conn_discard_input(struct conn *c)
+{
+    if (!c->bev) return;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
 }
 
 size_t conn_unsent(const struct conn *c)

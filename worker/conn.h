@@ -71,6 +71,9 @@ void conn_close_after_flush(struct conn *c);
 void conn_ref(struct conn *c);
 void conn_unref(struct conn *c);
 
+/* Drops what the peer sent that we have read but not consumed. */
+void conn_discard_input(struct conn *c);
+
 /* Bytes waiting in our output buffer, i.e. not yet taken by the kernel. */
 size_t conn_unsent(const struct conn *c);
 

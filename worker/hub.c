@@ -82,8 +82,8 @@ struct hub {
     struct sweep_call *sweep;
     struct room_read *reads;   /* position and repair reads in flight */
     bool control_subscribed;
-    void (*control_resumed_fn)(struct worker *w);
     hub_control_fn control_fn;
+    hub_control_resumed_fn control_resumed_fn;
     uint64_t publishes;
     char control_channel[128];
 };
@@ -772,7 +772,7 @@ bool hub_subscriptions_up(const struct hub *h)
 }
 
 void hub_set_control_handler(struct hub *h, hub_control_fn fn) { h->control_fn = fn; }
-void hub_set_control_resumed(struct hub *h, void (*fn)(struct worker *w)) { h->control_resumed_fn = fn; }
+void hub_set_control_resumed(struct hub *h, hub_control_resumed_fn fn) { h->control_resumed_fn = fn; }
 
 struct hub *hub_new(struct worker *w)
 {

@@ -65,7 +65,8 @@ bool hub_subscriptions_up(const struct hub *h);
 typedef void (*hub_control_fn)(struct worker *w, const char *json, size_t len);
 void hub_set_control_handler(struct hub *h, hub_control_fn fn);
 /* Called each time the control channel is subscribed (again). */
-void hub_set_control_resumed(struct hub *h, void (*fn)(struct worker *w));
+typedef void (*hub_control_resumed_fn)(struct worker *w);
+void hub_set_control_resumed(struct hub *h, hub_control_resumed_fn fn);
 
 /* Iterates the local members of a room (NULL when none). */
 struct chat_session *hub_room_members(struct hub *h, const char *room);

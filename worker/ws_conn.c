@@ -387,7 +387,7 @@ static bool on_event(struct conn *c, struct ws_event *ev)
         /* The handshake is complete: the server closes the TCP side.
          * Nothing after a close frame counts; left in the input, it
          * would look like more to come and make the close linger. */
-        evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
+        conn_discard_input(c);
         close_once_sent(c);
         return false;
     case WS_EV_FAIL:
@@ -443,7 +443,7 @@ void ws_conn_on_read(struct conn *c)
         if (c->closed) return;
         if (r > 0) evbuffer_drain(in, (size_t)r);
         if (!go_on) {
-            evbuffer_drain(in, evbuffer_get_length(in));
+            conn_discard_input(c);
             return;
         }
     }

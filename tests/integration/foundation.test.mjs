@@ -418,17 +418,32 @@ function hammer(port, loops = 2) {
     return stats;
 }
 
+/** The statuses of n fresh-connection GET /healthz at once; a failure gives its message. */
+function healthzBurst(port, n, timeoutMs) {
+    return Promise.all(Array.from({ length: n }, () => httpGet(port, '/healthz', { timeoutMs })
+        .then((r) => r.status, (e) => e.message)));
+}
+
+/** Waits until a burst of 20 requests all succeed. */
+function untilEveryRequestSucceeds(srv, timeoutMs, what) {
+    return waitFor(async () => (await healthzBurst(srv.port, 20, 1000)).every((st) => st === 200),
+        timeoutMs, 50, what);
+}
+
+/** The pids of the two workers, once both are up. */
+function twoWorkers(srv) {
+    return waitFor(() => (srv.children().length === 2 ? srv.children() : null), 5000, 50, 'two workers');
+}
+
 test('a killed worker is replaced and the server keeps answering', async (t) => {
     const srv = await startChatd({ t, workers: 2 });
-    const before = await waitFor(() => (srv.children().length === 2 ? srv.children() : null), 5000, 50,
-        'two workers');
+    const before = await twoWorkers(srv);
     const victim = before[0];
     const survivor = before[1];
     process.kill(victim, 'SIGKILL');
     // Requests made right away succeed: the master keeps the victim's
     // listening socket, and its successor takes what queued there.
-    const early = await Promise.all(Array.from({ length: 10 }, () => httpGet(srv.port, '/healthz', { timeoutMs: 10000 })));
-    assert.deepEqual(early.map((r) => r.status), Array(10).fill(200));
+    assert.deepEqual(await healthzBurst(srv.port, 10, 10000), Array(10).fill(200));
 
     const after = await waitFor(() => {
         const now = srv.children();
@@ -438,11 +453,7 @@ test('a killed worker is replaced and the server keeps answering', async (t) => 
     const replacement = after.find((p) => p !== survivor);
     assert.notEqual(replacement, victim);
 
-    await waitFor(async () => {
-        const rs = await Promise.all(Array.from({ length: 20 }, () => httpGet(srv.port, '/healthz', { timeoutMs: 1000 })
-            .then((r) => r.status, () => 0)));
-        return rs.every((s) => s === 200);
-    }, 2000, 50, 'every request succeeds again');
+    await untilEveryRequestSucceeds(srv, 2000, 'every request succeeds again');
     assert.match(srv.logs(), new RegExp(`worker died slot=\\d+ pid=${victim} signal=KILL`));
     assert.match(srv.logs(), new RegExp(`worker started slot=\\d+ pid=${replacement}`));
     // Still two workers, and the master is fine.
@@ -452,8 +463,7 @@ test('a killed worker is replaced and the server keeps answering', async (t) => 
 
 test('a worker that keeps crashing: its slot stops taking connections while it waits to restart', async (t) => {
     const srv = await startChatd({ t, workers: 2 });
-    const first = await waitFor(() => (srv.children().length === 2 ? srv.children() : null), 5000, 50,
-        'two workers');
+    const first = await twoWorkers(srv);
     const survivor = first[1];
     // Killed as soon as it starts, each time: every fast failure doubles
     // the wait before the next start (100 ms, 200, ... 3200 after six).
@@ -469,20 +479,14 @@ test('a worker that keeps crashing: its slot stops taking connections while it w
     // Meanwhile the kernel would still queue about half of the new
     // connections on the waiting slot's socket, where nobody accepts:
     // closed, it leaves them all to the slot that serves.
-    const during = await Promise.all(Array.from({ length: 40 }, () => httpGet(srv.port, '/healthz', { timeoutMs: 2000 })
-        .then((r) => r.status, (e) => e.message)));
-    assert.deepEqual(during, Array(40).fill(200));
+    assert.deepEqual(await healthzBurst(srv.port, 40, 2000), Array(40).fill(200));
     assert.match(srv.logs(), /slot=\d+ stops listening until its worker restarts/);
     // The slot comes back with a socket of its own and takes its share.
     const back = await waitFor(() => {
         const now = srv.children();
         return now.length === 2 && now.every((p) => p !== victim) ? now.find((p) => p !== survivor) : null;
     }, 10000, 20, 'the slot\'s worker after its back-off');
-    await waitFor(async () => {
-        const rs = await Promise.all(Array.from({ length: 20 }, () => httpGet(srv.port, '/healthz', { timeoutMs: 1000 })
-            .then((r) => r.status, () => 0)));
-        return rs.every((st) => st === 200);
-    }, 5000, 50, 'every request succeeds with both slots');
+    await untilEveryRequestSucceeds(srv, 5000, 'every request succeeds with both slots');
     assert.deepEqual(srv.children().sort(), [survivor, back].sort());
     assert.equal(srv.exitInfo, null);
 });

@@ -11,6 +11,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 /* ------------------------------------------------------------------------
  * The table
  *
@@ -53,7 +55,7 @@ struct config_entry {
     const char *desc;
 };
 
-static config_check_fn check_bind, check_redis_url, check_prefix,
+static config_check_fn check_bind, check_redis_url, check_pg_dsn, check_prefix,
     check_origins, check_instance_name, check_listen_mode;
 
 #define FIELD_OF(key) \
@@ -88,11 +90,10 @@ static const struct config_entry config_table[] = {
     STR(redis_url, CF_URL_SECRET, "redis://127.0.0.1:6379/0", 1, check_redis_url,
         "redis://[[user]:password@]host[:port][/db]",
         "Redis server. Host names other than localhost are not resolved."),
-    STR(pg_dsn, CF_URL_SECRET, "postgresql://chat@127.0.0.1:5432/chat", 1, NULL,
+    STR(pg_dsn, CF_URL_SECRET, "postgresql://chat@127.0.0.1:5432/chat", 1, check_pg_dsn,
         "a libpq URI or key=value string",
-        /* Not enforced (libpq's syntax is large), only documented. */
-        "PostgreSQL server. Give hosts as IP addresses: libpq resolves names "
-        "blocking."),
+        "PostgreSQL server. Hosts are IP addresses or socket directories (or "
+        "hostaddr is given): libpq would resolve a name with a blocking lookup."),
     INT(pg_pool_size, 0, "4", 1, 64, "PostgreSQL connections per worker."),
     /* Not reloadable: workers are replaced one by one on reload, and old
      * and new workers on different prefixes would not see each other's
@@ -435,6 +436,56 @@ static int check_bind(const char *v, struct chat_config *c, char *err, size_t er
          "expected a numeric IPv4 or IPv6 address (names are not resolved), got %s",
          show(v).s);
     return -1;
+}
+
+/* One element of libpq's host list: a socket directory (or abstract
+ * socket), a numeric address, or empty (the default socket). */
+static bool pg_host_needs_no_lookup(const char *h, size_t n)
+{
+    char buf[64];
+    if (n == 0 || h[0] == '/' || h[0] == '@') return true;
+    if (n >= sizeof buf) return false;
+    memcpy(buf, h, n);
+    buf[n] = '\0';
+    unsigned char addr[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, buf, addr) == 1 || inet_pton(AF_INET6, buf, addr) == 1;
+}
+
+/* libpq resolves a host name with a blocking getaddrinfo() inside
+ * PQconnectStart, which runs in a worker's event loop: a name (even
+ * localhost) is refused here, as for redis_url. */
+static int check_pg_dsn(const char *v, struct chat_config *c, char *err, size_t errlen)
+{
+    (void)c;
+    char *why = NULL;
+    PQconninfoOption *opts = PQconninfoParse(v, &why);
+    if (!opts) {
+        /* libpq's reason may quote the string, password and all. */
+        errf(err, errlen, why ? "not a libpq connection string" : "out of memory");
+        PQfreemem(why);
+        return -1;
+    }
+    const char *host = NULL, *hostaddr = NULL;
+    for (const PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val || !o->val[0]) continue;
+        if (strcmp(o->keyword, "host") == 0) host = o->val;
+        else if (strcmp(o->keyword, "hostaddr") == 0) hostaddr = o->val;
+    }
+    int rc = 0;
+    for (const char *h = hostaddr ? NULL : host; h;) {
+        size_t n = strcspn(h, ",");
+        if (!pg_host_needs_no_lookup(h, n)) {
+            /* Not quoted: a password written without its '@' lands here. */
+            errf(err, errlen, "hosts must be IP addresses (127.0.0.1 for localhost) or socket "
+                              "directories, or hostaddr given: a name would be looked up, "
+                              "blocking a worker");
+            rc = -1;
+            break;
+        }
+        h = h[n] ? h + n + 1 : NULL;
+    }
+    PQconninfoFree(opts);
+    return rc;
 }
 
 static int check_redis_url(const char *v, struct chat_config *c, char *err, size_t errlen)

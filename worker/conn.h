@@ -38,7 +38,7 @@ struct conn {
     bool close_after_flush;    /* close once the output has been written */
     bool peer_may_send;        /* closing before the peer is done: close gently */
     bool lingering;            /* our FIN is sent; its late input is dropped */
-    bool peer_done;            /* HTTP: the peer half-closed; answer, then close */
+    bool peer_done;            /* the peer sends no more (HTTP half-close, WebSocket close frame) */
     bool busy;                 /* HTTP: a request is being answered asynchronously */
     bool keep_alive;           /* HTTP: the request being answered allows another */
     bool head_only;            /* HTTP: answering a HEAD request: headers, no body */

@@ -57,14 +57,18 @@ static int write_head(struct conn *c, int status, const char *content_type, size
                       const char *extra_headers, bool keep)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    if (evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n", status,
-                            http_status_text(status), len) < 0)
+    if (evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, http_status_text(status)) < 0)
         return -1;
+    /* A 204 has no body and must not say how long it is (RFC 9110 8.6). */
+    if (status != 204 && evbuffer_add_printf(out, "Content-Length: %zu\r\n", len) < 0) return -1;
     if (content_type && evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type) < 0)
         return -1;
     if (add_cors(c, out) < 0) return -1;
     if (extra_headers && evbuffer_add(out, extra_headers, strlen(extra_headers)) < 0) return -1;
-    if (evbuffer_add_printf(out, "Connection: %s\r\n\r\n", keep ? "keep-alive" : "close") < 0)
+    /* A 426 names the protocol to upgrade to, and Upgrade is a
+     * connection option (RFC 9110 7.8, 15.5.22). */
+    if (evbuffer_add_printf(out, "Connection: %s%s\r\n\r\n", status == 426 ? "upgrade, " : "",
+                            keep ? "keep-alive" : "close") < 0)
         return -1;
     return 0;
 }
@@ -89,7 +93,7 @@ void http_reply(struct conn *c, int status, const char *content_type, const char
 void http_reply_error(struct conn *c, int status, const char *code, const char *message)
 {
     http_reply_error_with(c, status, code, message,
-                          status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
+                          status == 426 ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n" : NULL);
 }
 
 void http_reply_error_with(struct conn *c, int status, const char *code, const char *message,
@@ -120,16 +124,47 @@ void http_end_async(struct conn *c)
 
 static bool wants_keep_alive(const struct http_head *h)
 {
-    const struct http_str *conn_hdr = http_head_get(h, "Connection");
-    if (h->minor_version == 0) return conn_hdr && http_token_list_has(*conn_hdr, "keep-alive");
-    return !(conn_hdr && http_token_list_has(*conn_hdr, "close"));
+    if (h->minor_version == 0) return http_head_has_token(h, "Connection", "keep-alive");
+    return !http_head_has_token(h, "Connection", "close");
 }
 
+static bool all_digits(struct http_str s)
+{
+    if (s.n == 0) return false;
+    for (size_t i = 0; i < s.n; i++)
+        if (s.p[i] < '0' || s.p[i] > '9') return false;
+    return true;
+}
+
+/* Why the head cannot be framed or addressed without guessing, or NULL.
+ * A request whose length two readers could see differently is how
+ * requests are smuggled past a proxy: a second Content-Length, or one
+ * that is not a number, is refused (RFC 9112 6.3), and so is an
+ * HTTP/1.1 request without exactly one Host (RFC 9112 3.2). */
+static const char *head_error(const struct http_head *h)
+{
+    int hosts = http_head_count(h, "Host");
+    if (hosts > 1 || (hosts == 0 && h->minor_version == 1))
+        return "an HTTP/1.1 request needs exactly one Host header";
+    const struct http_str *first = http_head_get(h, "Content-Length");
+    if (!first) return NULL;
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const struct http_header *hd = &h->headers[i];
+        if (!http_str_ieq(hd->name, "Content-Length")) continue;
+        if (!all_digits(hd->value) || hd->value.n != first->n || memcmp(hd->value.p, first->p, first->n))
+            return "invalid or conflicting Content-Length";
+    }
+    return NULL;
+}
+
+/* Bodies are never read: a request with one is answered, then closed. */
 static bool has_body(const struct http_head *h)
 {
-    const struct http_str *cl = http_head_get(h, "Content-Length");
     if (http_head_get(h, "Transfer-Encoding")) return true;
-    return cl && !(cl->n == 1 && cl->p[0] == '0');
+    const struct http_str *cl = http_head_get(h, "Content-Length");
+    for (size_t i = 0; cl && i < cl->n; i++)
+        if (cl->p[i] != '0') return true;
+    return false;
 }
 
 /* Remembers which allowed origin the request came from, so that an answer
@@ -153,11 +188,27 @@ static void set_cors_origin(struct conn *c, const struct http_head *h)
     }
 }
 
+/* A head we will not serve ends the connection, with the rest of it
+ * (or a body) perhaps still coming. */
+static void refuse_head(struct conn *c)
+{
+    c->keep_alive = false;
+    c->peer_may_send = true;
+}
+
 /* Handles one complete head; returns false when the connection may not
  * go on to the next pipelined request. */
 static bool handle_request(struct conn *c, const struct http_head *h, size_t head_len)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
+    const char *bad = head_error(h);
+    if (bad) {
+        c->head_only = false;
+        set_cors_origin(c, h);
+        refuse_head(c);
+        http_reply_error(c, 400, "bad_request", bad);
+        return false;
+    }
     struct http_req req = {.c = c, .head = h, .has_body = has_body(h)};
     c->keep_alive = wants_keep_alive(h) && !req.has_body;
     /* Bodies are never read: the answer closes, while the body may
@@ -180,14 +231,6 @@ static bool handle_request(struct conn *c, const struct http_head *h, size_t hea
         return false;
     }
     return !c->close_after_flush;
-}
-
-/* A head we will not serve ends the connection, with the rest of it
- * (or a body) perhaps still coming. */
-static void refuse_head(struct conn *c)
-{
-    c->keep_alive = false;
-    c->peer_may_send = true;
 }
 
 void http_conn_on_eof(struct conn *c)

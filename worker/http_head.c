@@ -322,3 +322,14 @@ bool http_token_list_has(struct http_str value, const char *token)
     }
     return false;
 }
+
+bool http_head_has_token(const struct http_head *h, const char *name, const char *token)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const struct http_header *hd = &h->headers[i];
+        if (hd->name.n == n && mem_ieq(hd->name.p, name, n) && http_token_list_has(hd->value, token))
+            return true;
+    }
+    return false;
+}

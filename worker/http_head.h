@@ -112,6 +112,12 @@ int http_head_count(const struct http_head *h, const char *name);
  * An empty token never matches. */
 bool http_token_list_has(struct http_str value, const char *token);
 
+/* True when any header line named name has token in its list: lines of
+ * one name form one comma-separated list (RFC 9110 5.3), so
+ * "Connection: keep-alive" and "Connection: Upgrade" on two lines ask
+ * for both. */
+bool http_head_has_token(const struct http_head *h, const char *name, const char *token);
+
 /* s equals the NUL-terminated lit: byte for byte / ASCII case-insensitive. */
 bool http_str_eq(struct http_str s, const char *lit);
 bool http_str_ieq(struct http_str s, const char *lit);

@@ -53,8 +53,10 @@ struct hub_room {
     struct chat_session *members;
     uint32_t nmembers;
     bool subscribed;       /* SUBSCRIBE confirmed on the current link */
+    bool sub_sent;         /* SUBSCRIBE sent on the current link, not confirmed yet */
     bool unsubscribing;    /* UNSUBSCRIBE sent, its reply not seen yet */
     bool querying;         /* a position or repair read is in flight */
+    bool reread;           /* resubscribed during that read: read again after it */
     bool heard;            /* a change arrived since the last sweep */
     uint8_t repair_tries;
     int64_t next_seq;      /* next change to deliver; 0 = position unknown */
@@ -82,6 +84,7 @@ struct hub {
     struct sweep_call *sweep;
     struct room_read *reads;   /* position and repair reads in flight */
     bool control_subscribed;
+    bool control_sub_sent;
     hub_control_fn control_fn;
     hub_control_resumed_fn control_resumed_fn;
     uint64_t publishes;
@@ -150,6 +153,7 @@ static bool deliver_ex(struct hub_room *r, int64_t seq, const char *json, size_t
 
 static void start_repair(struct hub_room *r);
 static void retry_later(struct hub_room *r);
+static void subscribe_room(struct hub *h, struct hub_room *r);
 
 /* Delivers what the buffer holds from next_seq on, in order. A change
  * whose frame could not be allocated stays first in the buffer, and the
@@ -301,6 +305,16 @@ static struct hub_room *read_done(struct room_read *rr, PGresult *const *res, in
     return r;
 }
 
+/* A read that was in flight when the room subscribed again saw the
+ * database before the new SUBSCRIBE: what was published between the two
+ * is read now, not when a later change shows the gap. */
+static void reread_if_resubscribed(struct hub_room *r)
+{
+    if (!r->reread) return;
+    r->reread = false;
+    start_repair(r);
+}
+
 static void on_position(void *arg, PGresult *const *res, int n, const char *err)
 {
     (void)err;
@@ -320,6 +334,7 @@ static void on_position(void *arg, PGresult *const *res, int n, const char *err)
     r->next_seq = last + 1;
     welcome_waiting(r);
     drain_buffered(r);
+    reread_if_resubscribed(r);
 }
 
 static void on_repair(void *arg, PGresult *const *res, int n, const char *err)
@@ -360,6 +375,7 @@ static void on_repair(void *arg, PGresult *const *res, int n, const char *err)
         r->repair_tries = 0;
     }
     drain_buffered(r);
+    reread_if_resubscribed(r);
 }
 
 /* Reads what is missing from next_seq on (after a gap, or after the
@@ -416,11 +432,20 @@ static void on_sweep(void *arg, PGresult *const *res, int n, const char *err)
     }
 }
 
+static void subscribe_control(struct hub *h)
+{
+    h->control_sub_sent = redis_link_subscribe(h->w->redis_sub, h->control_channel) == 0;
+}
+
 static void on_sweep_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct hub *h = arg;
+    /* A control SUBSCRIBE that could not be sent (out of memory) would
+     * leave this worker deaf to kicks while the link lives. */
+    if (!h->control_subscribed && !h->control_sub_sent && redis_link_up(h->w->redis_sub))
+        subscribe_control(h);
     if (h->sweep) return; /* the previous one has not answered yet */
     /* A text[] literal of the room names; they need no escaping
      * ([A-Za-z0-9_.-]), quoting keeps a room named NULL a name. */
@@ -460,7 +485,11 @@ static void on_gap_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct hub_room *r = arg;
-    if (!r->subscribed) return; /* the resubscribe will read */
+    if (!r->subscribed) {
+        /* Its SUBSCRIBE could not be sent; the resubscribe will read. */
+        if (!r->sub_sent && redis_link_up(r->hub->w->redis_sub)) subscribe_room(r->hub, r);
+        return;
+    }
     /* Armed for a gap in the buffer, or to retry a read or a delivery
      * that failed: deliver what the buffer can give now, then read on
      * from next_seq. */
@@ -482,17 +511,25 @@ static void subscribe_room(struct hub *h, struct hub_room *r)
     char channel[160];
     channel_of(h, r->name, channel, sizeof channel);
     r->subscribed = false;
-    if (redis_link_subscribe(h->w->redis_sub, channel) < 0)
-        log_debug("room %s waits for the subscription link", r->name);
+    r->sub_sent = redis_link_subscribe(h->w->redis_sub, channel) == 0;
+    if (r->sub_sent) return;
+    /* Down, it is subscribed again when the link comes back. Up, the
+     * command could not be queued (out of memory): the gap timer tries
+     * again, or the room would stay deaf while the link lives. */
+    if (redis_link_up(h->w->redis_sub)) retry_later(r);
+    else log_debug("room %s waits for the subscription link", r->name);
 }
+
 
 static void on_room_subscribed(struct hub *h, const char *name)
 {
     struct hub_room *r = find_room(h, name);
     if (!r) return;
     r->subscribed = true;
+    r->sub_sent = false;
     /* Whatever was published while we were not listening is in
      * PostgreSQL: learn the position, or read what we missed. */
+    if (r->querying) r->reread = true;
     if (r->next_seq == 0) read_position(r);
     else start_repair(r);
 }
@@ -555,6 +592,7 @@ static void on_subscription(redisAsyncContext *ac, void *reply, void *privdata)
     if (strcmp(kind->str, "subscribe") == 0) {
         if (is_control) {
             h->control_subscribed = true;
+            h->control_sub_sent = false;
             if (h->control_resumed_fn) h->control_resumed_fn(h->w);
             return;
         }
@@ -597,18 +635,20 @@ static void on_sub_link(struct redis_link *l, bool up, void *arg)
     struct hub *h = arg;
     if (!up) {
         h->control_subscribed = false;
+        h->control_sub_sent = false;
         for (int i = 0; i < HUB_BUCKETS; i++) {
             struct hub_room *next;
             for (struct hub_room *r = h->buckets[i]; r; r = next) {
                 next = r->hnext;
                 r->subscribed = false;
+                r->sub_sent = false;
                 r->unsubscribing = false;
                 if (r->nmembers == 0) room_free(h, r);
             }
         }
         return;
     }
-    redis_link_subscribe(h->w->redis_sub, h->control_channel);
+    subscribe_control(h);
     for (int i = 0; i < HUB_BUCKETS; i++)
         for (struct hub_room *r = h->buckets[i]; r; r = r->hnext) subscribe_room(h, r);
 }

@@ -195,9 +195,11 @@ static void pgc_setup(struct pgc *c)
         return;
     }
     pgc_enqueue(c, r);
+    /* Up for requests, which queue behind the set-up; but the back-off
+     * is forgiven only once the set-up succeeds (pgc_complete_head): a
+     * server that accepts and then refuses it (migrations missing, no
+     * EXECUTE right) would otherwise be asked again ten times a second. */
     c->state = PGC_UP;
-    c->backoff_ms = BACKOFF_MIN_MS;
-    log_info("postgresql connection up");
     pgc_flush(c);
 }
 
@@ -232,6 +234,8 @@ static void pgc_complete_head(struct pgc *c, const char *err)
                 return;
             }
         }
+        c->backoff_ms = BACKOFF_MIN_MS;
+        log_info("postgresql connection up");
     } else {
         r->done(r->arg, r->results, r->n, err);
     }

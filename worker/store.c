@@ -76,6 +76,18 @@ struct lane {
     struct post_req *head, *tail;
     int npending;
     int inflight;           /* batches in flight holding it */
+    int changes;            /* edits and deletes in flight */
+    int change_conn;        /* the connection they travel on, while changes > 0 */
+};
+
+/* Edits and deletes are rarer and each its own transaction. */
+struct change_req {
+    struct change_req *prev, *next; /* in s->changes */
+    struct store *s;                /* NULL once the store is gone */
+    uint32_t lane;
+    store_change_fn fn;
+    void *arg;
+    enum metric_id stored;
 };
 
 struct store {
@@ -83,6 +95,7 @@ struct store {
     int nconns;
     int inflight;           /* batches in flight */
     struct batch *flying;   /* the same, linked */
+    struct change_req *changes; /* edits and deletes in flight, linked */
     uint32_t next_lane;     /* where the next batch starts taking: fairness */
     struct lane lanes[STORE_LANES];
     int conn_inflight[STORE_MAX_CONNS];
@@ -162,7 +175,8 @@ struct store *store_new(struct worker *w)
 bool store_idle(const struct store *s)
 {
     if (!s) return true;
-    if (s->inflight > 0) return false;
+    /* A change sent is committed even if we go: it must be announced. */
+    if (s->inflight > 0 || s->changes) return false;
     for (int i = 0; i < STORE_LANES; i++)
         if (s->lanes[i].head) return false;
     return true;
@@ -174,6 +188,7 @@ void store_free(struct store *s)
     /* Batches in flight are answered when the pool goes, later: they
      * must not find the store then. */
     for (struct batch *b = s->flying; b; b = b->next) b->s = NULL;
+    for (struct change_req *cr = s->changes; cr; cr = cr->next) cr->s = NULL;
     for (int i = 0; i < STORE_LANES; i++) {
         while (s->lanes[i].head) {
             struct post_req *r = s->lanes[i].head;
@@ -487,17 +502,21 @@ int store_post(struct store *s, const char *room, const char *user_id, const cha
     return 0;
 }
 
-/* Edits and deletes are rarer and each its own transaction. */
-struct change_req {
-    store_change_fn fn;
-    void *arg;
-    enum metric_id stored;
-};
+static void change_done(struct change_req *cr)
+{
+    struct store *s = cr->s;
+    if (!s) return;
+    s->lanes[cr->lane].changes--;
+    if (cr->prev) cr->prev->next = cr->next;
+    else s->changes = cr->next;
+    if (cr->next) cr->next->prev = cr->prev;
+}
 
 static void on_change(void *arg, PGresult *const *res, int n, const char *err)
 {
     (void)err;
     struct change_req *cr = arg;
+    change_done(cr);
     if (!res || n != 1 || !result_ok(res[0])) {
         if (res && n == 1 && res[0] && PQresultStatus(res[0]) == PGRES_FATAL_ERROR)
             log_warn("change failed: %s", PQresultErrorMessage(res[0]));
@@ -517,21 +536,34 @@ static void on_change(void *arg, PGresult *const *res, int n, const char *err)
     free(cr);
 }
 
-/* values[0] is the room: a room's changes travel on one connection, in
- * the order they were made. */
+/* values[0] is the room: a room's changes commit in the order they were
+ * made. They travel on its lane's connection; while one is in flight the
+ * next follows it on the same connection, even if the lane's own came
+ * back meanwhile (it could overtake the one still queued elsewhere). */
 static int exec_change(struct store *s, enum store_stmt stmt, int nparams, const char *const *values,
                        enum metric_id stored, store_change_fn fn, void *arg)
 {
     struct change_req *cr = malloc(sizeof *cr);
     if (!cr) return -1;
+    cr->s = s;
+    cr->lane = room_lane(values[0]);
     cr->fn = fn;
     cr->arg = arg;
     cr->stored = stored;
+    struct lane *q = &s->lanes[cr->lane];
     struct pg_stmt st = {.prepared = (int)stmt, .nparams = nparams, .values = values};
-    if (pg_pool_exec_on(s->w->pg, room_lane(values[0]), &st, 1, on_change, cr) < 0) {
+    int conn = q->changes > 0 ? pg_pool_exec_at(s->w->pg, q->change_conn, &st, 1, on_change, cr)
+                              : pg_pool_exec_on(s->w->pg, cr->lane, &st, 1, on_change, cr);
+    if (conn < 0) {
         free(cr);
         return -1;
     }
+    q->change_conn = conn;
+    q->changes++;
+    cr->prev = NULL;
+    cr->next = s->changes;
+    if (s->changes) s->changes->prev = cr;
+    s->changes = cr;
     return 0;
 }
 

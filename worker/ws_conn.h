@@ -48,15 +48,22 @@ struct ws_shared {
 struct ws_shared *ws_shared_new_text(const char *payload, size_t len);
 void ws_shared_release(struct ws_shared *f);
 
-/* Queues a text frame. Returns -1 (and closes the connection with 1013)
- * when the connection's unsent output would pass max_outbuf_bytes, or when
- * the connection is closing. */
+/* Queues a text frame. Returns -1 when the connection is closing, and
+ * when it is closed with 1013 because the frame cannot be sent: its
+ * unsent output (once what this turn queued was offered to the kernel)
+ * would pass max_outbuf_bytes, or memory ran out. A frame is never
+ * skipped on a connection that stays open. */
 int ws_conn_send_text(struct conn *c, const char *payload, size_t len);
 int ws_conn_send_shared(struct conn *c, struct ws_shared *f);
 
 /* Over half of max_outbuf_bytes waits: optional traffic (typing) is not
  * sent until it drains. */
 bool ws_conn_congested(const struct conn *c);
+
+/* Like ws_conn_congested, after offering the kernel what this turn
+ * queued: for a sender that paces itself (a replay), resuming from
+ * chat_session_on_drain. True for a closed connection. */
+bool ws_conn_backlogged(struct conn *c);
 
 /* Starts the close handshake with code (0: no code). The connection is
  * gone after the peer answers or CLOSE_WAIT_MS. */

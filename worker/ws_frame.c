@@ -34,6 +34,33 @@ int ws_close_code_valid(unsigned code)
 	       (code >= 3000 && code <= 4999);
 }
 
+/* Validates the part of an incomplete text or continuation frame that
+ * arrived since the last call (masked_at: its masking key, then the
+ * payload's avail bytes so far). buf may not change until the frame is
+ * whole, so the bytes are unmasked into a copy. Returns false on invalid
+ * UTF-8. */
+static bool check_partial(struct ws_decoder *d, unsigned op, const uint8_t *masked_at, size_t avail)
+{
+	if (avail <= d->checked)
+		return true;
+	const uint8_t *mask = masked_at, *payload = masked_at + 4;
+	uint32_t st = d->checked ? d->checked_state : op == WS_OP_TEXT ? UTF8_ACCEPT : d->utf8_state;
+	uint8_t chunk[256];
+	for (size_t at = d->checked; at < avail;) {
+		size_t k = avail - at < sizeof chunk ? avail - at : sizeof chunk;
+		memcpy(chunk, payload + at, k);
+		ws_mask(chunk, k, mask, at);
+		st = utf8_validate(st, chunk, k);
+		if (st == UTF8_REJECT)
+			return false;
+		at += k;
+	}
+	/* avail < the frame's length <= WS_MESSAGE_MAX: fits. */
+	d->checked = (uint32_t)avail;
+	d->checked_state = (uint8_t)st;
+	return true;
+}
+
 int ws_frame_decode(struct ws_decoder *d, uint8_t *buf, size_t len, size_t max_message,
 		    struct ws_event *ev)
 {
@@ -112,8 +139,13 @@ int ws_frame_decode(struct ws_decoder *d, uint8_t *buf, size_t len, size_t max_m
 		return 0;
 
 	size_t hlen = 2 + ext + 4;
-	if (len < hlen || len - hlen < plen)
+	if (len < hlen)
 		return 0;
+	if (len - hlen < plen) {
+		if (!control && !check_partial(d, op, buf + hlen - 4, len - hlen))
+			return fail(d, ev, WS_CLOSE_INVALID_DATA);
+		return 0;
+	}
 	/* From here on plen <= len fits a size_t. */
 	size_t n = (size_t)plen;
 	uint8_t mask[4];
@@ -124,8 +156,11 @@ int ws_frame_decode(struct ws_decoder *d, uint8_t *buf, size_t len, size_t max_m
 	switch (op) {
 	case WS_OP_CONT:
 	case WS_OP_TEXT: {
-		uint32_t st = op == WS_OP_TEXT ? UTF8_ACCEPT : d->utf8_state;
-		st = utf8_validate(st, payload, n);
+		/* What earlier calls validated of this frame is not done again. */
+		size_t done = d->checked;
+		uint32_t st = done ? d->checked_state : op == WS_OP_TEXT ? UTF8_ACCEPT : d->utf8_state;
+		d->checked = 0;
+		st = utf8_validate(st, payload + done, n - done);
 		/* A fragment may end inside a character; the message may not. */
 		if (st == UTF8_REJECT || (fin && st != UTF8_ACCEPT))
 			return fail(d, ev, WS_CLOSE_INVALID_DATA);
@@ -140,8 +175,8 @@ int ws_frame_decode(struct ws_decoder *d, uint8_t *buf, size_t len, size_t max_m
 		} else {
 			d->in_message = 1;
 			d->opcode = WS_OP_TEXT;
-			d->msg_len += n;
-			d->utf8_state = st;
+			d->msg_len += (uint32_t)n; /* checked against max_message above */
+			d->utf8_state = (uint8_t)st;
 		}
 		break;
 	}

@@ -60,8 +60,10 @@ enum {
 /* State carried from one frame to the next; treat the fields as private.
  * 16 bytes, no pointers: it lives in every connection. */
 struct ws_decoder {
-	uint64_t msg_len;     /* payload bytes of the unfinished text message */
-	uint32_t utf8_state;  /* shared/utf8.h state after those bytes */
+	uint32_t msg_len;     /* payload bytes of the unfinished text message (<= WS_MESSAGE_MAX) */
+	uint32_t checked;     /* payload bytes of the incomplete frame in buf already validated */
+	uint8_t utf8_state;   /* shared/utf8.h state after msg_len bytes */
+	uint8_t checked_state; /* and after the checked bytes */
 	uint8_t in_message;   /* a fragmented message awaits its FIN frame */
 	uint8_t opcode;       /* its opcode (only WS_OP_TEXT gets this far) */
 	uint16_t fail_code;   /* non-zero once decoding failed: sticky */
@@ -114,9 +116,13 @@ struct ws_event {
  * control frame, continuation with no message in progress, a new data
  * message before the previous one finished, a 64-bit length with the top
  * bit set, and a length that takes the frame or the message past
- * max_message (1009; exactly max_message is fine). Payload errors (invalid
- * UTF-8: 1007, at the end of the first frame that shows it; a bad close
- * payload) are reported once the frame is complete.
+ * max_message (1009; exactly max_message is fine). Invalid UTF-8 in a
+ * text or continuation frame (1007) is reported as soon as the bytes that
+ * show it are in buf, even while the rest of the frame is still to come:
+ * a peer cannot make us wait for a frame already known to be refused.
+ * The bytes of an incomplete frame are validated once, however many
+ * calls it takes to arrive. A bad close payload is reported once the
+ * frame is complete.
  *
  * max_message bounds data frames only (values above WS_MESSAGE_MAX act as
  * WS_MESSAGE_MAX); control frames are bounded by the protocol (125 bytes)

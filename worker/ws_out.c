@@ -171,3 +171,9 @@ void ws_out_flush_dirty(struct worker *w)
         conn_unref(c);
     }
 }
+
+void ws_out_write_now(struct conn *c, struct ws_out *o)
+{
+    /* Still on the dirty list: the end-of-turn flush finds it empty. */
+    if (!c->closed && o->len > 0) flush_one(c, o);
+}

@@ -50,6 +50,11 @@ int ws_out_hold(struct conn *c, struct ws_out *o, struct ws_shared *f);
  * flush event). */
 void ws_out_flush_dirty(struct worker *w);
 
+/* Offers what is queued to the kernel now rather than at the end of the
+ * turn; what it does not take moves to the bufferevent, as at the end of
+ * a turn. May close the connection (the peer is gone). */
+void ws_out_write_now(struct conn *c, struct ws_out *o);
+
 /* Drops what is queued (the connection is going). */
 void ws_out_clear(struct ws_out *o);
 

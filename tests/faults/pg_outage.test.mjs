@@ -5,7 +5,7 @@
 // themselves (no restart: the workers' pids are unchanged).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { expectHttpError, httpGet, openWs, services, sleep, startChatd, waitFor } from '../lib/harness.mjs';
+import { env, expectHttpError, httpGet, openWs, services, sleep, startChatd, waitFor } from '../lib/harness.mjs';
 import { finalCheck, openClients, rnd, runTraffic, startPair, stopServers } from './traffic.mjs';
 
 test('postgresql outage under traffic: unavailable, nothing half stored, recovery in place', async (t) => {
@@ -74,3 +74,20 @@ test('postgresql down: an upgrade that needs it is refused with 503, one that do
     assert.equal(later.welcome.last_seq, 0);
     later.close();
 });
+
+test('a connection whose set-up PostgreSQL refuses is retried with a growing back-off', async (t) => {
+    // Connecting works, preparing the statements does not (their functions
+    // are not on this search path, as in a database never migrated). The
+    // back-off was forgiven at each connect, before the set-up had failed:
+    // a worker then asked again every 100 ms, for ever.
+    const dsn = `${env.pgTestDsn}${env.pgTestDsn.includes('?') ? '&' : '?'}options=-c%20search_path%3Dnowhere_${rnd()}`;
+    const srv = await startChatd({ t, workers: 1, env: { CHAT_PG_DSN: dsn, CHAT_PG_POOL_SIZE: 1 } });
+    await waitFor(() => /set-up statement \d+ failed/.test(srv.logs()), 10000, 50, 'a set-up to fail');
+    await sleep(4000);
+    const failed = (srv.logs().match(/set-up statement \d+ failed/g) ?? []).length;
+    // 100, 200, 400, 800, 1600 ms, then 3 s apart: six or so in these 4 s, where there were 40.
+    assert.ok(failed <= 9, `${failed} set-ups failed in about 4 s`);
+    assert.equal((await httpGet(srv.port, '/readyz')).status, 503);
+    assert.equal((await httpGet(srv.port, '/healthz')).status, 200);
+});
+

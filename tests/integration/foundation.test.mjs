@@ -41,11 +41,14 @@ function parseResponses(buf) {
             assert.ok(i > 0, `bad header line ${JSON.stringify(l)}`);
             headers[l.slice(0, i).toLowerCase()] = l.slice(i + 1).trim();
         }
-        assert.ok(headers['content-length'] !== undefined, `no Content-Length in ${lines.join(' | ')}`);
-        const len = Number(headers['content-length']);
+        // A 204 has no body and must not say how long it is (RFC 9110 8.6).
+        const status = Number(m[1]);
+        if (status === 204) assert.equal(headers['content-length'], undefined, `a 204 with a length: ${lines.join(' | ')}`);
+        else assert.ok(headers['content-length'] !== undefined, `no Content-Length in ${lines.join(' | ')}`);
+        const len = status === 204 ? 0 : Number(headers['content-length']);
         if (buf.length < end + 4 + len) break;
         const body = buf.subarray(end + 4, end + 4 + len).toString('utf8');
-        responses.push({ status: Number(m[1]), headers, body });
+        responses.push({ status, headers, body });
         off = end + 4 + len;
     }
     return { responses, rest: buf.subarray(off) };
@@ -245,6 +248,44 @@ test('HTTP: keep-alive, pipelining, error bodies, head limits', async (t) => {
             assertErrorBody(responses[0].body, 'bad_request');
             await assertHealthy(srv.port);
         }
+    });
+
+    await t.test('framing and Host: a head two readers could read differently is a 400', async () => {
+        const bad = [
+            // A front proxy that frames by the second length would forward
+            // the next request as this one's body.
+            'GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 25\r\n\r\n' +
+                'GET /metrics HTTP/1.1\r\n\r\n',
+            'GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: +0\r\n\r\n',
+            'GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0x10\r\n\r\n',
+            'GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n\r\n',
+            'GET /healthz HTTP/1.1\r\n\r\n',
+            'GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n',
+            'GET /healthz HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n',
+        ];
+        for (const h of bad) {
+            const responses = await rawOnce(srv.port, h);
+            assert.equal(responses.length, 1, `one answer to ${JSON.stringify(h)}`);
+            assert.equal(responses[0].status, 400, JSON.stringify(h));
+            assert.equal(responses[0].headers.connection, 'close');
+            assertErrorBody(responses[0].body, 'bad_request');
+        }
+        // HTTP/1.0 needs no Host; one length sent twice is still one length.
+        for (const h of ['GET /healthz HTTP/1.0\r\n\r\n',
+            get('/healthz', 'Content-Length: 0\r\nContent-Length: 0\r\nConnection: close\r\n')]) {
+            const responses = await rawOnce(srv.port, h);
+            assert.deepEqual(responses.map((r) => r.status), [200], JSON.stringify(h));
+        }
+        await assertHealthy(srv.port);
+    });
+
+    await t.test('Connection and its options: lines of one name are one list; a 204 has no length', async () => {
+        // close on a second line still closes (the read ends: no timeout)
+        const r = await rawOnce(srv.port, get('/healthz', 'Connection: keep-alive\r\nConnection: close\r\n'));
+        assert.deepEqual(r.map((x) => x.status), [200]);
+        assert.equal(r[0].headers.connection, 'close');
+        const opts = await rawOnce(srv.port, 'OPTIONS /api/users HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+        assert.deepEqual(opts.map((x) => x.status), [204]);
     });
 
     await t.test('head size limit: 8192 bytes accepted, 8193 is 431', async () => {

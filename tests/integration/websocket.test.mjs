@@ -362,6 +362,9 @@ test('websocket endpoint', async (t) => {
             upgradeHeaders({ 'Sec-WebSocket-Version': '8', ...bearer() })));
         assert.equal(r.status, 426);
         assert.equal(r.headers['sec-websocket-version'], '13');
+        // A 426 names what to upgrade to, as a connection option (RFC 9110 7.8, 15.5.22).
+        assert.match(r.headers.upgrade ?? '', /^websocket$/i);
+        assert.match(r.headers.connection ?? '', /\bupgrade\b/i);
         assert.equal(r.json?.error?.code, 'bad_request');
     });
 
@@ -385,8 +388,10 @@ test('websocket endpoint', async (t) => {
     });
 
     await t.test('handshake: Connection token lists and header case are accepted', async () => {
+        // Lines of one name are one list (RFC 9110 5.3): the token may be on the second.
         for (const over of [{ Connection: 'keep-alive, Upgrade' }, { Upgrade: 'WebSocket' },
-            { Connection: 'UPGRADE' }]) {
+            { Connection: 'UPGRADE' }, { Connection: 'keep-alive\r\nConnection: Upgrade' },
+            { Upgrade: 'h2c\r\nUpgrade: websocket' }]) {
             const c = await RawWs.open(srv.port, `/api/chat?room=${uniq()}`, { ...over, ...bearer() });
             try {
                 assert.equal(c.response.status, 101, JSON.stringify(over));
@@ -523,6 +528,10 @@ test('websocket endpoint', async (t) => {
                 frame(OP.TEXT, Buffer.from([0x22, 0xe2, 0x82]), { fin: false }),
                 frame(OP.CONT, Buffer.from([0x28, 0x22])),
             ]), 1007],
+            // Refused when the bad bytes arrive: the rest of the frame never does.
+            ['invalid UTF-8 early in a frame whose rest never comes',
+                frame(OP.TEXT, Buffer.concat([Buffer.from([0x22, 0x61, 0xf4, 0x90, 0x80, 0x80]),
+                    Buffer.alloc(994, 0x61)])).subarray(0, 8 + 10), 1007],
             ['a message ending inside a character', Buffer.concat([
                 frame(OP.TEXT, Buffer.from([0x22, 0xe2]), { fin: false }),
                 frame(OP.CONT, Buffer.from([0x82])),
@@ -633,6 +642,21 @@ test('websocket endpoint', async (t) => {
         } finally {
             c.destroy();
             await watcher.close();
+        }
+    });
+
+    await t.test('an empty fragmented message is answered like an empty frame', async () => {
+        const c = await RawWs.open(srv.port, `/api/chat?room=${uniq()}`, bearer());
+        try {
+            await c.json('welcome');
+            await c.send(OP.TEXT, '', { fin: false });
+            await c.send(OP.CONT, '');
+            const e = await c.json('error');
+            assert.equal(e.code, 'bad_request');
+            await c.send(OP.TEXT, '');
+            assert.equal((await c.json('error')).code, 'bad_request');
+        } finally {
+            c.destroy();
         }
     });
 

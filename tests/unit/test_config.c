@@ -646,7 +646,9 @@ static void test_dump_masks_secrets(void **state)
         {"postgresql:///chat?host=/tmp&password=pw", "postgresql:///chat?host=/tmp&password=********"},
     };
     for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++) {
-        set_ok(&c, "pg_dsn", kv[i].dsn);
+        /* Set directly: what libpq cannot parse is refused by config_set
+         * (test_pg_dsn_hosts), and the dump must still never show it. */
+        snprintf(c.pg_dsn, sizeof c.pg_dsn, "%s", kv[i].dsn);
         char want[512];
         snprintf(want, sizeof want, "\npg_dsn = %s\n", kv[i].shown);
         out = dump_str(&c);
@@ -794,6 +796,49 @@ static void test_redis_url_bad(void **state)
     assert_int_equal(config_parse_redis_url("redis://:abc@[::1]", NULL, 0, NULL, NULL, pw,
                                             sizeof pw, err, sizeof err), -1);
     assert_string_equal(err, "password buffer too small");
+}
+
+/* libpq would resolve a name with a blocking lookup inside a worker's
+ * loop: only hosts that need none are accepted. */
+static void test_pg_dsn_hosts(void **state)
+{
+    (void)state;
+    struct chat_config c;
+    config_defaults(&c);
+    const char *good[] = {
+        "postgresql://chat@127.0.0.1:5432/chat",
+        "postgresql://chat@[::1]/chat",
+        "postgresql:///chat",
+        "postgresql:///chat?host=/var/run/postgresql",
+        "host=/tmp dbname=chat",
+        "host=127.0.0.1,10.0.0.2 port=5432,5433 dbname=chat",
+        "host=db.internal hostaddr=10.0.0.5 dbname=chat",
+        "dbname=chat user=chat",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) set_ok(&c, "pg_dsn", good[i]);
+    const char *lookup = "hosts must be IP addresses (127.0.0.1 for localhost) or socket "
+                         "directories, or hostaddr given: a name would be looked up, blocking a worker";
+    struct {
+        const char *dsn, *want;
+    } bad[] = {
+        {"postgresql://chat@db.internal/chat", lookup},
+        {"postgresql://chat@localhost/chat", lookup},
+        {"host=127.0.0.1,db.internal dbname=chat", lookup},
+        {"host=256.1.1.1 dbname=chat", lookup},
+        {"host=127.0.0.1 password='unterminated", "not a libpq connection string"},
+        {"garbage without equals", "not a libpq connection string"},
+        {"mysql://127.0.0.1/chat", "not a libpq connection string"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char err[512] = "", want[600];
+        snprintf(want, sizeof want, "pg_dsn: %s", bad[i].want);
+        if (config_set(&c, "pg_dsn", bad[i].dsn, err, sizeof err) != -1 || strcmp(err, want) != 0)
+            fail_msg("%s\n  want: %s\n  got: %s", bad[i].dsn, want, err);
+    }
+    /* Neither error quotes the string: a password may be anywhere in it. */
+    char err[512];
+    assert_int_equal(config_set(&c, "pg_dsn", "postgresql://topsecret", err, sizeof err), -1);
+    assert_not_contains(err, "topsecret");
 }
 
 /* ------------------------------------------------------------------------
@@ -1054,6 +1099,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_dump_round_trip),
         cmocka_unit_test(test_redis_url_good),
         cmocka_unit_test(test_redis_url_bad),
+        cmocka_unit_test(test_pg_dsn_hosts),
         cmocka_unit_test(test_origins),
         cmocka_unit_test(test_reloadable_differs),
         cmocka_unit_test(test_help),

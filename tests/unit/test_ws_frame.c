@@ -214,15 +214,15 @@ static const struct tcase cases[] = {
 	{"utf-8 split with empty fragment between", 0,
 	 {F(TEXT, "a\xce"), F(CONT, ""), F(FIN | CONT, "\xba")},
 	 {E_TEXT(1, 0, "a\xce"), E_TEXT(0, 0, ""), E_TEXT(0, 1, "\xba")}, OK},
-	{"overlong", 0, {F(FIN | TEXT, "a\xc0\xaf")}, {E_FAIL(1007)}, AT(0, 0)},
-	{"surrogate", 0, {F(FIN | TEXT, "\xed\xa0\x80")}, {E_FAIL(1007)}, AT(0, 0)},
-	{"above U+10FFFF", 0, {F(FIN | TEXT, "\xf4\x90\x80\x80")}, {E_FAIL(1007)}, AT(0, 0)},
+	{"overlong", 0, {F(FIN | TEXT, "a\xc0\xaf")}, {E_FAIL(1007)}, AT(0, 8)},
+	{"surrogate", 0, {F(FIN | TEXT, "\xed\xa0\x80")}, {E_FAIL(1007)}, AT(0, 8)},
+	{"above U+10FFFF", 0, {F(FIN | TEXT, "\xf4\x90\x80\x80")}, {E_FAIL(1007)}, AT(0, 8)},
 	{"0xFF byte", 0, {F(FIN | TEXT, "\xff")}, {E_FAIL(1007)}, AT(0, 0)},
 	{"invalid byte fails at its frame, not at FIN", 0,
 	 {F(TEXT, "ok\xff"), F(FIN | CONT, "b")}, {E_FAIL(1007)}, AT(0, 0)},
 	{"invalid in a middle fragment", 0,
 	 {F(TEXT, "ab"), F(CONT, "\xc0\x80"), F(FIN | CONT, "c")},
-	 {E_TEXT(1, 0, "ab"), E_FAIL(1007)}, AT(1, 0)},
+	 {E_TEXT(1, 0, "ab"), E_FAIL(1007)}, AT(1, 7)},
 	{"truncated character at end of single frame", 0,
 	 {F(FIN | TEXT, "ab\xe2\x82")}, {E_FAIL(1007)}, AT(0, 0)},
 	{"truncated character at final fragment", 0,
@@ -230,7 +230,18 @@ static const struct tcase cases[] = {
 	{"bad continuation across fragments", 0,
 	 {F(TEXT, "\xe2"), F(FIN | CONT, "A")}, {E_TEXT(1, 0, "\xe2"), E_FAIL(1007)}, AT(1, 0)},
 	{"surrogate across fragments", 0,
-	 {F(TEXT, "\xed"), F(FIN | CONT, "\xa0\x80")}, {E_TEXT(1, 0, "\xed"), E_FAIL(1007)}, AT(1, 0)},
+	 {F(TEXT, "\xed"), F(FIN | CONT, "\xa0\x80")}, {E_TEXT(1, 0, "\xed"), E_FAIL(1007)}, AT(1, 7)},
+	/* Fail fast: an invalid byte is refused when it arrives, not when
+	 * the rest of its frame does (a peer could withhold that for ever). */
+	{"invalid byte refused before its frame is whole", 0,
+	 {F(FIN | TEXT, "ab\xff" "cdefghijklmnopqrstuvwxyz")}, {E_FAIL(1007)}, AT(0, 9)},
+	{"invalid byte refused early in a 16-bit length frame", 0,
+	 {FL(FIN | TEXT, "ab\xff" "cdefghijklmnopqrstuvwxyz", 16)}, {E_FAIL(1007)}, AT(0, 11)},
+	{"invalid continuation byte refused early in a continuation frame", 0,
+	 {F(TEXT, "\xe2"), F(FIN | CONT, "\x82\x28" "zzzzzzzzzz")},
+	 {E_TEXT(1, 0, "\xe2"), E_FAIL(1007)}, AT(1, 8)},
+	{"valid prefix of a frame, then invalid at its last byte", 0,
+	 {F(FIN | TEXT, "\xce\xba\xe1\xbd\xb9" "abc\xc0")}, {E_FAIL(1007)}, AT(0, 0)},
 	{"utf-8 state resets between messages", 0,
 	 {F(TEXT, "\xe2\x82"), F(FIN | CONT, "\xac"), F(FIN | TEXT, "\xac")},
 	 {E_TEXT(1, 0, "\xe2\x82"), E_TEXT(0, 1, "\xac"), E_FAIL(1007)}, AT(2, 0)},
@@ -760,7 +771,9 @@ static void test_encode_decode_roundtrip(void **state)
 			assert_int_equal(ev.len, n);
 			for (size_t k = 0; k < n; k++)
 				assert_int_equal(ev.data[k], filler(k));
-			/* One byte short is "need more". */
+			/* One byte short is "need more": masked again, as the
+			 * decoder unmasked it in place. */
+			ws_mask(f + h, n, key, 0);
 			assert_int_equal(decode_one(f, h + n - 1, 70001, &ev), 0);
 		}
 	}

@@ -23,6 +23,7 @@
 #include "shared/config.h"
 #include "shared/jwt.h"
 #include "shared/log.h"
+#include "shared/presence_lua.h"
 #include "shared/room.h"
 #include "shared/version.h"
 
@@ -161,6 +162,15 @@ static int cmd_online(const struct chat_config *cfg, int argc, char **argv)
     char err[512], key[CONFIG_PREFIX_MAX + 80];
     redisContext *rc = redis_open(cfg, err, sizeof err);
     if (!rc) return fail("online", err);
+    /* The sets are only as true as the last reap: with every chatd down
+     * (a lone host lost), nobody else reaps the dead instances' users. */
+    const char *reap[7] = {"EVAL", PRESENCE_LUA_REAP, "0", cfg->redis_prefix, "", "0", ""};
+    redisReply *reaped = redis_run(rc, err, sizeof err, 7, reap);
+    if (!reaped) {
+        redisFree(rc);
+        return fail("online", err);
+    }
+    freeReplyObject(reaped);
     if (room) snprintf(key, sizeof key, "%sonline:%s", cfg->redis_prefix, room);
     else snprintf(key, sizeof key, "%sonline", cfg->redis_prefix);
     const char *a[2] = {"SMEMBERS", key};
@@ -175,8 +185,14 @@ static int cmd_online(const struct chat_config *cfg, int argc, char **argv)
         snprintf(ukey, sizeof ukey, "%suser:%s", cfg->redis_prefix, id);
         const char *h[3] = {"HGET", ukey, "name"};
         redisReply *name = redis_run(rc, err, sizeof err, 3, h);
-        printf("%s\t%s\n", id, name && name->type == REDIS_REPLY_STRING ? name->str : id);
-        if (name) freeReplyObject(name);
+        if (!name) {
+            /* A list cut short is no answer: not printed as a whole one. */
+            freeReplyObject(members);
+            redisFree(rc);
+            return fail("online", err);
+        }
+        printf("%s\t%s\n", id, name->type == REDIS_REPLY_STRING ? name->str : id);
+        freeReplyObject(name);
     }
     freeReplyObject(members);
     redisFree(rc);
@@ -442,13 +458,22 @@ static int cmd_migrate(const struct chat_config *cfg, int argc, char **argv)
     char *names[MAX_MIGRATIONS];
     int n = 0;
     struct dirent *e;
-    while ((e = readdir(d)) != NULL && n < MAX_MIGRATIONS) {
+    const char *why = NULL;
+    while (!why && (e = readdir(d)) != NULL) {
         size_t len = strlen(e->d_name);
-        if (len > 4 && strcmp(e->d_name + len - 4, ".sql") == 0 && e->d_name[0] >= '0' &&
-            e->d_name[0] <= '9')
-            names[n++] = strdup(e->d_name);
+        if (len <= 4 || strcmp(e->d_name + len - 4, ".sql") != 0 || e->d_name[0] < '0' ||
+            e->d_name[0] > '9')
+            continue;
+        /* Applying some and calling it up to date would be a lie. */
+        if (n == MAX_MIGRATIONS) why = "too many migration files";
+        else if (!(names[n] = strdup(e->d_name))) why = "out of memory";
+        else n++;
     }
     closedir(d);
+    if (why) {
+        for (int i = 0; i < n; i++) free(names[i]);
+        return fail("migrate", why);
+    }
     qsort(names, (size_t)n, sizeof *names, by_name);
     PGconn *pg = PQconnectdb(cfg->pg_dsn);
     char err[1024];

@@ -9,6 +9,7 @@
 
 #include "worker/conn.h"
 #include "worker/http_conn.h"
+#include "worker/hub.h"
 #include "worker/pg_pool.h"
 #include "worker/redis_link.h"
 #include "worker/worker.h"
@@ -92,7 +93,9 @@ void health_readyz(struct http_req *req)
         http_reply_error(c, 503, "unavailable", "draining");
         return;
     }
-    if (!redis_link_up(w->redis) || !redis_link_up(w->redis_sub)) {
+    /* The subscription link counts once its control channel is
+     * subscribed: what upgrades wait for, and what kicks arrive on. */
+    if (!redis_link_up(w->redis) || !hub_subscriptions_up(w->hub)) {
         http_reply_error(c, 503, "unavailable", "redis is down");
         return;
     }

@@ -92,8 +92,11 @@ void http_reply(struct conn *c, int status, const char *content_type, const char
 
 void http_reply_error(struct conn *c, int status, const char *code, const char *message)
 {
-    http_reply_error_with(c, status, code, message,
-                          status == 426 ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n" : NULL);
+    /* A 401 names the scheme it wants (RFC 9110 11.6.1, RFC 6750 3). */
+    const char *extra = status == 426   ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                        : status == 401 ? "WWW-Authenticate: Bearer\r\n"
+                                        : NULL;
+    http_reply_error_with(c, status, code, message, extra);
 }
 
 void http_reply_error_with(struct conn *c, int status, const char *code, const char *message,

@@ -83,5 +83,11 @@ void http_routes_dispatch(struct http_req *req)
         return;
     }
     if ((is_get || is_head) && static_files_serve(req)) return;
+    if (!is_get && !is_head && static_files_has(req)) {
+        req->c->keep_alive = req->c->keep_alive && !req->has_body;
+        http_reply_error_with(req->c, 405, "method_not_allowed", "method not allowed",
+                              "Allow: GET, HEAD\r\n");
+        return;
+    }
     http_reply_error(req->c, 404, "not_found", "no such path");
 }

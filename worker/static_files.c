@@ -128,25 +128,35 @@ void static_files_free(struct static_files *s)
     free(s);
 }
 
-bool static_files_serve(struct http_req *req)
+/* The file at the request's path, or NULL. */
+static const struct static_file *find(const struct http_req *req)
 {
-    struct static_files *s = req->c->w->files;
-    if (!s) return false;
+    const struct static_files *s = req->c->w->files;
+    if (!s) return NULL;
     char path[1024];
     int n = http_path_decode(req->head->path, path, sizeof path);
-    if (n < 0) return false;
+    if (n < 0) return NULL;
     if (strcmp(path, "/") == 0) snprintf(path, sizeof path, "/index.html");
-    for (int i = 0; i < s->count; i++) {
-        const struct static_file *f = &s->files[i];
-        if (strcmp(f->path, path) != 0) continue;
-        char headers[256];
-        /* The client has buttons (delete) worth clickjacking: no framing. */
-        snprintf(headers, sizeof headers,
-                 "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n"
-                 "X-Frame-Options: DENY\r\n"
-                 "Content-Security-Policy: frame-ancestors 'none'\r\n");
-        http_reply(req->c, 200, f->type, f->data, f->len, headers);
-        return true;
-    }
-    return false;
+    for (int i = 0; i < s->count; i++)
+        if (strcmp(s->files[i].path, path) == 0) return &s->files[i];
+    return NULL;
+}
+
+bool static_files_has(const struct http_req *req)
+{
+    return find(req) != NULL;
+}
+
+bool static_files_serve(struct http_req *req)
+{
+    const struct static_file *f = find(req);
+    if (!f) return false;
+    char headers[256];
+    /* The client has buttons (delete) worth clickjacking: no framing. */
+    snprintf(headers, sizeof headers,
+             "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n"
+             "X-Frame-Options: DENY\r\n"
+             "Content-Security-Policy: frame-ancestors 'none'\r\n");
+    http_reply(req->c, 200, f->type, f->data, f->len, headers);
+    return true;
 }

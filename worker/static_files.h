@@ -24,4 +24,8 @@ void static_files_free(struct static_files *s);
  * when there is no such file. */
 bool static_files_serve(struct http_req *req);
 
+/* True when a file is served at the request's path (for a 405 to other
+ * methods). */
+bool static_files_has(const struct http_req *req);
+
 #endif

@@ -225,12 +225,6 @@ static bool make_room(struct conn *c, size_t len)
     return true;
 }
 
-bool ws_conn_backlogged(struct conn *c)
-{
-    if (c->closed || !c->ws) return true;
-    return over_limit(c, 0, (size_t)c->w->cfg->max_outbuf_bytes / 2);
-}
-
 /* A frame that could not be queued (out of memory) would leave a hole in
  * what the client saw: it is closed instead, and catches up when it
  * reconnects. */

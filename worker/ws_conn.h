@@ -60,11 +60,6 @@ int ws_conn_send_shared(struct conn *c, struct ws_shared *f);
  * sent until it drains. */
 bool ws_conn_congested(const struct conn *c);
 
-/* Like ws_conn_congested, after offering the kernel what this turn
- * queued: for a sender that paces itself (a replay), resuming from
- * chat_session_on_drain. True for a closed connection. */
-bool ws_conn_backlogged(struct conn *c);
-
 /* Starts the close handshake with code (0: no code). The connection is
  * gone after the peer answers or CLOSE_WAIT_MS. */
 void ws_conn_close(struct conn *c, uint16_t code, const char *reason);

@@ -174,6 +174,8 @@ void ws_out_flush_dirty(struct worker *w)
 
 void ws_out_write_now(struct conn *c, struct ws_out *o)
 {
-    /* Still on the dirty list: the end-of-turn flush finds it empty. */
-    if (!c->closed && o->len > 0) flush_one(c, o);
+    /* Only a queue on the dirty list: its reference keeps the connection
+     * alive should the write close it, and the end-of-turn flush then
+     * finds it empty. A held 101 alone waits for its welcome. */
+    if (!c->closed && o->dirty && o->len > 0) flush_one(c, o);
 }

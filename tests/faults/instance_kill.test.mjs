@@ -5,7 +5,7 @@
 // miss nothing.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { redisCli, sleep, waitFor } from '../lib/harness.mjs';
+import { chatctlFor, openWs, redisCli, sleep, startChatd, waitFor } from '../lib/harness.mjs';
 import { finalCheck, openClients, rnd, runTraffic, startPair, stopServers } from './traffic.mjs';
 
 test('kill -9 of a whole instance: the other reaps its users, its clients move over', async (t) => {
@@ -48,4 +48,27 @@ test('kill -9 of a whole instance: the other reaps its users, its clients move o
     assert.deepEqual(online, clients.map((c) => c.user).sort());
     await Promise.all(clients.map((c) => c.stop()));
     await stopServers([a, b]);
+});
+
+test('kill -9 of the only instance: chatctl online reaps its users itself', async (t) => {
+    // Nobody is left to reap: the sets keep the dead instance's users
+    // until a chatd starts again. The admin tool does not take them for
+    // online meanwhile.
+    const srv = await startChatd({ t, workers: 2, env: { CHAT_PRESENCE_TTL_S: 2 } });
+    const room = `lone-${rnd()}`;
+    const c = await openWs(srv.wsUrl(`/api/chat?room=${room}`), { token: srv.token({ sub: 'lou', name: 'Lou' }) });
+    await waitFor(async () => (await redisCli('SMEMBERS', `${srv.prefix}online`)).includes('lou'), 5000, 50, 'lou online');
+    srv.killAll('SIGKILL');
+    await srv.waitExit(5000);
+    await c.closed;
+    // Past the heartbeat's life (0.6 of presence_ttl_s): dead, not reaped.
+    await sleep(2000);
+    assert.ok((await redisCli('SMEMBERS', `${srv.prefix}online`)).includes('lou'), 'nobody reaped lou yet');
+    for (const args of [['online'], ['online', room]]) {
+        const r = await chatctlFor(srv, args);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.stdout, '', `${args.join(' ')} lists nobody`);
+    }
+    assert.equal(await redisCli('SMEMBERS', `${srv.prefix}online`), '');
+    assert.equal(await redisCli('SMEMBERS', `${srv.prefix}online:${room}`), '');
 });

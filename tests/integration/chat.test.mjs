@@ -978,10 +978,17 @@ test('users: online users of a room, and of every room', async (t) => {
     const forbidden = await httpGet(srv.port, `/api/users?room=${room}`, { headers: auth(limited) });
     assert.equal(forbidden.status, 403, forbidden.body);
     assert.equal(forbidden.json?.error?.code, 'forbidden');
+    // Without a room the list spans every room: not for a token limited to some.
+    const spanning = await httpGet(srv.port, '/api/users', { headers: auth(limited) });
+    assert.equal(spanning.status, 403, spanning.body);
+    assert.equal(spanning.json?.error?.code, 'forbidden');
+    const inItsRoom = await httpGet(srv.port, `/api/users?room=${other}`, { headers: auth(limited) });
+    assert.equal(inItsRoom.status, 200, inItsRoom.body);
     const badRoom = await httpGet(srv.port, '/api/users?room=no%20spaces', { headers: auth(ann) });
     assert.equal(badRoom.status, 400, badRoom.body);
     const noTok = await httpGet(srv.port, `/api/users?room=${room}`);
     assert.equal(noTok.status, 401, noTok.body);
+    assert.equal(noTok.headers['www-authenticate'], 'Bearer', 'a 401 names its scheme');
 
     // Ben leaves: the room lists Ann alone.
     await cBen.close();

@@ -214,6 +214,16 @@ test('HTTP: keep-alive, pipelining, error bodies, head limits', async (t) => {
         await assertHealthy(srv.port);
     });
 
+    await t.test('another method on a static file: 405 with Allow, not 404', async () => {
+        for (const [method, p] of [['POST', '/'], ['DELETE', '/index.html']]) {
+            const r = await httpGet(srv.port, p, { method });
+            assert.equal(r.status, 405, `${method} ${p}`);
+            assert.equal(r.headers.allow, 'GET, HEAD');
+            assertErrorBody(r.body, 'method_not_allowed');
+        }
+        assert.equal((await httpGet(srv.port, '/no-such-file.html', { method: 'POST' })).status, 404);
+    });
+
     await t.test('HEAD: the headers GET would send, never a body', async () => {
         // Two HEADs and a GET pipelined on one connection: a body after a
         // HEAD answer would be misread as the start of the next answer.

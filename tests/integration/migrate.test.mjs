@@ -64,3 +64,16 @@ test('migrate: from scratch on an ICU en-US database; keys in byte order; the wr
     assert.match(plan, /Index.* using messages_room_user_ref/, plan);
     await q('DROP SCHEMA public CASCADE; CREATE SCHEMA public');
 });
+
+test('migrate: more migration files than it can hold is a failure, not "up to date"', async () => {
+    const dir = fs.mkdtempSync(path.join(fs.realpathSync('/tmp'), 'chatd-mig-'));
+    try {
+        for (let i = 0; i <= 1000; i++) fs.writeFileSync(path.join(dir, `${String(i).padStart(4, '0')}_x.sql`), 'SELECT 1;\n');
+        const r = await runChatctl(['migrate', '--dir', dir], { CHAT_PG_DSN: dsn }, 60000);
+        assert.equal(r.code, 1, r.stdout + r.stderr);
+        assert.match(r.stderr, /too many migration files/);
+        assert.equal(r.stderr.trim().split('\n').length, 1, 'a one-line reason');
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+});

@@ -121,17 +121,19 @@ int chat_admit_check_ban(struct worker *w, const char *user_id, chat_ban_fn done
 }
 
 /* What a welcome (and catching up) would wait for and cannot have now,
- * or NULL: a room this worker follows needs nothing more; another needs
- * PostgreSQL for its position and the subscription link for its changes;
- * catching up reads PostgreSQL; the join (which brings the ban verdict)
- * needs the command link. Refused before the upgrade, the client gets a
+ * or NULL: every room needs the subscription link, for the changes and
+ * the joins and leaves that keep its welcome true; a room this worker
+ * does not follow needs PostgreSQL for its position; catching up reads
+ * PostgreSQL; the join (which brings the ban verdict) needs the command
+ * link. Refused before the upgrade, the client gets a
  * 503 at once, where it would otherwise wait in silence. */
 static const char *missing_for_welcome(struct worker *w, const struct chat_session *s)
 {
     bool followed = hub_position_known(w->hub, s->room_name);
     if (!redis_link_up(w->redis)) return "redis is down";
     if (!pg_pool_up(w->pg) && (s->has_since || !followed)) return "postgresql is down";
-    if (!followed && !hub_subscriptions_up(w->hub)) return "redis is down";
+    /* Every welcome waits for its room to listen (chat_session_listening). */
+    if (!hub_subscriptions_up(w->hub)) return "redis is down";
     return NULL;
 }
 

@@ -119,7 +119,16 @@ void chat_session_open(struct conn *c)
         ws_conn_close(c, WS_CLOSE_TRY_AGAIN_LATER, "out of memory");
         return;
     }
-    presence_join(c->w, s);
+    chat_session_listening(s);
+}
+
+void chat_session_listening(struct chat_session *s)
+{
+    /* The join reads the room's online list: read before the room
+     * listens, the joins and leaves between the two would never reach
+     * this client. Otherwise the hub calls again once it listens. */
+    if (s->state != CHAT_WAITING || s->join_pending || s->online_known) return;
+    if (hub_room_listening(s->room)) presence_join(s->c->w, s);
 }
 
 void chat_session_closing(struct conn *c)
@@ -183,7 +192,7 @@ static void send_welcome(struct chat_session *s, int64_t last_seq)
         ws_conn_close(s->c, WS_CLOSE_INTERNAL, "welcome too large");
         return;
     }
-    send_json(s, text, (size_t)n);
+    ws_conn_send_welcome(s->c, text, (size_t)n);
     free(text);
 }
 

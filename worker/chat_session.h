@@ -77,6 +77,10 @@ void chat_session_on_drain(struct conn *c);
  * room. Idempotent. */
 void chat_session_closing(struct conn *c);
 
+/* From the hub: the session's room listens (its SUBSCRIBE confirmed);
+ * a session still to join does so now. Also called at open. */
+void chat_session_listening(struct chat_session *s);
+
 /* The welcome goes out once both are known: the room's position (the hub
  * calls chat_session_ready) and its online users (from presence: a JSON
  * array, NUL-terminated, taken over; NULL for none known). */

@@ -4,8 +4,8 @@
 /* One client connection, HTTP first and WebSocket after an upgrade.
  *
  * Ownership: the worker owns every conn through its lists. conn_close()
- * frees the bufferevent at once (the socket is closed, no callback of it
- * fires again) and unlinks the conn; the struct itself lives on while
+ * frees the bufferevent at once (no callback of it fires again; libevent
+ * closes the socket later in the same loop round) and unlinks the conn; the struct itself lives on while
  * asynchronous operations hold references (conn_ref/conn_unref) and is
  * freed by the last conn_unref. A callback that finds c->closed set must
  * drop its reference and do nothing else. Event handlers take a reference

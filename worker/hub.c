@@ -274,13 +274,13 @@ static void retry_later(struct hub_room *r)
     }
 }
 
-/* A session waits for its room's position before its welcome. While
- * PostgreSQL cannot give it, a session that has waited this long is told
- * to come back (close 1013) instead of being left in silence; the room
- * keeps trying, every 200 ms. */
+/* A session waits for its room's subscription and position before its
+ * welcome. While they cannot be had (PostgreSQL, the subscription link
+ * down), a session that has waited this long is told to come back (close
+ * 1013) instead of being left in silence; the room keeps trying. */
 #define POSITION_PATIENCE_MS 2000
 
-static void position_unavailable(struct hub_room *r)
+static void close_stale_waiting(struct hub_room *r)
 {
     int64_t now = timefmt_mono_ms();
     struct chat_session *next;
@@ -289,6 +289,11 @@ static void position_unavailable(struct hub_room *r)
         if (s->state == CHAT_WAITING && now - s->waiting_since_ms >= POSITION_PATIENCE_MS)
             ws_conn_close(s->c, WS_CLOSE_TRY_AGAIN_LATER, "room unavailable; reconnect later");
     }
+}
+
+static void position_unavailable(struct hub_room *r)
+{
+    close_stale_waiting(r);
     retry_later(r);
 }
 
@@ -456,6 +461,7 @@ static void on_sweep_timer(evutil_socket_t fd, short what, void *arg)
     int n = 0;
     for (int i = 0; i < HUB_BUCKETS; i++) {
         for (struct hub_room *r = h->buckets[i]; r; r = r->hnext) {
+            if (r->nmembers > 0 && !r->subscribed) close_stale_waiting(r);
             if (r->nmembers == 0 || !r->subscribed || r->next_seq == 0 || r->querying) continue;
             if (len + ROOM_NAME_MAX + 8 > cap) {
                 char *nb = realloc(buf, cap * 2);
@@ -527,11 +533,32 @@ static void on_room_subscribed(struct hub *h, const char *name)
     if (!r) return;
     r->subscribed = true;
     r->sub_sent = false;
+    /* Sessions that waited for the subscription may now join: the
+     * online list their join reads is kept current by what the room
+     * hears from here on. */
+    struct chat_session *next;
+    for (struct chat_session *s = r->members; s; s = next) {
+        next = s->room_next;
+        chat_session_listening(s);
+    }
     /* Whatever was published while we were not listening is in
      * PostgreSQL: learn the position, or read what we missed. */
     if (r->querying) r->reread = true;
     if (r->next_seq == 0) read_position(r);
     else start_repair(r);
+}
+
+/* An event of this room that could not be given to its members (out of
+ * memory): a join, leave or notice they never get would leave them wrong
+ * for good (an online list). They reconnect and are welcomed afresh. */
+static void close_members(struct hub_room *r)
+{
+    log_error("out of memory for an event of room %s; closing its connections", r->name);
+    struct chat_session *next;
+    for (struct chat_session *s = r->members; s; s = next) {
+        next = s->room_next;
+        ws_conn_close(s->c, WS_CLOSE_TRY_AGAIN_LATER, "out of memory; reconnect");
+    }
 }
 
 static void parse_message(struct hub *h, struct hub_room *r, const char *msg, size_t len)
@@ -559,14 +586,19 @@ static void parse_message(struct hub *h, struct hub_room *r, const char *msg, si
         deliver_ex(r, 0, json, jlen, skip, 0, true);
         break;
     }
-    case 'e': deliver(r, 0, json, jlen, 0, 0); break;
+    case 'e':
+        if (!deliver(r, 0, json, jlen, 0, 0)) close_members(r);
+        break;
     case 'p': {
         /* join/leave: not to the user's own connections, whose welcome
          * already counts them. */
         size_t idlen = (size_t)(nl - (msg + 2));
         if (nl <= msg + 2 || idlen > JWT_SUB_MAX_BYTES) break;
         struct ws_shared *f = ws_shared_new_text(json, jlen);
-        if (!f) break;
+        if (!f) {
+            close_members(r);
+            break;
+        }
         struct chat_session *next;
         for (struct chat_session *s = r->members; s; s = next) {
             next = s->room_next;
@@ -742,6 +774,11 @@ bool hub_position_known(const struct hub *h, const char *room)
 {
     const struct hub_room *r = find_room(h, room);
     return r && r->next_seq > 0;
+}
+
+bool hub_room_listening(const struct hub_room *r)
+{
+    return r->subscribed && !r->unsubscribing;
 }
 
 int64_t hub_room_last_seq(const struct hub_room *r) { return r->next_seq > 0 ? r->next_seq - 1 : 0; }

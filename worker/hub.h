@@ -61,6 +61,10 @@ void hub_deliver_local(struct hub *h, const char *room, const char *json, size_t
  * subscribed. */
 bool hub_subscriptions_up(const struct hub *h);
 
+/* The room's SUBSCRIBE is confirmed (and no UNSUBSCRIBE under way): what
+ * it hears from now on keeps an online list read now current. */
+bool hub_room_listening(const struct hub_room *r);
+
 /* Called for each message on the control channel. */
 typedef void (*hub_control_fn)(struct worker *w, const char *json, size_t len);
 void hub_set_control_handler(struct hub *h, hub_control_fn fn);

@@ -320,6 +320,11 @@ struct presence *presence_new(struct worker *w, const char *predecessor)
     return p;
 }
 
+bool presence_idle(const struct presence *p)
+{
+    return !p || !p->head;
+}
+
 void presence_free(struct presence *p)
 {
     if (!p) return;

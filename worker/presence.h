@@ -21,6 +21,10 @@ struct presence;
 struct presence *presence_new(struct worker *w, const char *predecessor);
 void presence_free(struct presence *p);
 
+/* No join or leave waits to be sent (they leave at the end of the loop
+ * turn): a draining worker may go once the link has them answered too. */
+bool presence_idle(const struct presence *p);
+
 /* The command link came up: heartbeat, reap, and reconcile our counts. */
 void presence_on_link(struct presence *p, bool up);
 

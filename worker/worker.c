@@ -11,6 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "shared/log.h"
@@ -70,6 +72,8 @@ static bool reclaim_idle_http(struct worker *w)
     for (struct conn *c = w->http_conns.tail; c && looked < 64; c = c->prev, looked++) {
         /* A lingering close has had its answer: it may go. */
         if (c->busy || c->closed || (c->close_after_flush && !c->lingering)) continue;
+        /* Nor one still sending an answer: that is being answered too. */
+        if (!c->lingering && conn_unsent(c) > 0) continue;
         conn_close(c);
         return true;
     }
@@ -120,12 +124,20 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
                     w->last_emfile_log_ms = now;
                     w->shed_since_log = w->reclaimed_since_log = 0;
                 }
-                if (reclaimed) continue;
+                /* The descriptor is free only once libevent has run the
+                 * connection's finalizer, later in this loop round:
+                 * accepting again now would fail again and close another
+                 * idle connection. The listener is level-triggered: the
+                 * next round takes the client. */
+                if (reclaimed) return;
                 shed_one(w);
                 accept_pause(w);
                 return;
             }
             log_warn("accept: %s", strerror(errno));
+            /* Out of kernel memory, the connection stays queued: the
+             * listener would fire again at once, for as long as it lasts. */
+            if (errno == ENOMEM || errno == ENOBUFS) accept_pause(w);
             return;
         }
         /* Frames are small and written whole, once per loop turn: Nagle
@@ -174,8 +186,15 @@ void worker_begin_drain(struct worker *w, const char *why)
     struct conn *next;
     for (struct conn *c = w->http_conns.head; c; c = next) {
         next = c->next;
-        if (!c->busy && c->keep_alive && !c->head_started_ms && conn_unsent(c) == 0)
-            conn_close(c);
+        /* Input waiting is a request not yet read (parsing pauses behind
+         * a large answer): it is answered, with Connection: close. */
+        if (c->busy || !c->keep_alive || c->head_started_ms ||
+            evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+            continue;
+        /* One still sending its answer closes when it is out: left open,
+         * it would hold the drain to its deadline. */
+        if (conn_unsent(c) == 0) conn_close(c);
+        else conn_close_after_flush(c);
     }
     for (struct conn *c = w->ws_conns.head; c; c = next) {
         next = c->next;
@@ -287,7 +306,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
      * and messages being stored would commit unannounced (receivers
      * repair a gap only when a later change shows it). */
     if (w->ws_conns.count == 0 && http_done && store_idle(w->store) &&
-        redis_link_pending(w->redis) == 0) {
+        presence_idle(w->presence) && redis_link_pending(w->redis) == 0) {
         log_info("drained; exiting");
         event_base_loopexit(w->base, NULL);
     } else if (timefmt_mono_ms() >= w->drain_deadline_ms) {

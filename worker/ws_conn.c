@@ -273,6 +273,12 @@ int ws_conn_send_text(struct conn *c, const char *payload, size_t len)
     return send_frame(c, WS_OP_TEXT, payload, len) < 0 ? frame_lost(c) : 0;
 }
 
+int ws_conn_send_welcome(struct conn *c, const char *payload, size_t len)
+{
+    if (c->closed || !c->ws || c->ws->state != WS_OPEN) return -1;
+    return send_frame(c, WS_OP_TEXT, payload, len) < 0 ? frame_lost(c) : 0;
+}
+
 int ws_conn_send_shared(struct conn *c, struct ws_shared *f)
 {
     if (!make_room(c, f->len)) return -1;
@@ -325,6 +331,10 @@ void ws_conn_close(struct conn *c, uint16_t code, const char *reason)
     send_close(c, code, reason);
     struct timeval wait = {CLOSE_WAIT_S, 0};
     bufferevent_set_timeouts(c->bev, &wait, &wait);
+    /* Frames held while the session waited for its welcome may have
+     * filled the input to its limit, which stopped reading (and its
+     * timeout): the close is waited for from here on. */
+    ws_conn_resume_read(c);
 }
 
 /* Reads no more and closes the TCP side once what was sent is out, which

@@ -56,6 +56,12 @@ void ws_shared_release(struct ws_shared *f);
 int ws_conn_send_text(struct conn *c, const char *payload, size_t len);
 int ws_conn_send_shared(struct conn *c, struct ws_shared *f);
 
+/* The welcome, the first frame a client gets, whatever its size:
+ * max_outbuf_bytes bounds output held for a reader that fell behind, and
+ * this one has had nothing to read yet. A room with more online users
+ * than the limit holds (about 15,000 at 1 MiB) could not be joined. */
+int ws_conn_send_welcome(struct conn *c, const char *payload, size_t len);
+
 /* Over half of max_outbuf_bytes waits: optional traffic (typing) is not
  * sent until it drains. */
 bool ws_conn_congested(const struct conn *c);

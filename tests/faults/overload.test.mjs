@@ -188,3 +188,43 @@ test('max_conns_per_ip: 429 past 10 from one address, another address unaffected
     await Promise.all(held.map((c) => c.close()));
     await stopServers([srv]);
 });
+
+test('at the descriptor limit, each new client takes the place of one idle connection', async (t) => {
+    // A closed connection's descriptor is free only once libevent has run
+    // its finalizer, later in the loop round: the worker accepted again at
+    // once, failed again, and closed another idle connection, up to 64 of
+    // them, and then turned the new client away as well.
+    const nofile = 128;
+    const srv = await startChatd({ t, workers: 1, bin: '/usr/bin/prlimit',
+        args: [`--nofile=${nofile}:${nofile}`, '--', process.env.CHATD_BIN ?? path.join(ROOT, 'bin/chatd')] });
+    const idle = [];
+    let closedByServer = 0;
+    const openIdle = () => new Promise((resolve) => {
+        const s = net.connect({ host: '127.0.0.1', port: srv.port });
+        s.on('error', () => {});
+        s.once('close', () => { if (!s.ourEnd) closedByServer++; });
+        s.once('connect', () => resolve(s));
+        idle.push(s);
+    });
+    t.after(() => { for (const s of idle) { s.ourEnd = true; s.destroy(); } });
+    // Past the worker's descriptors: the last ones in take the oldest's places.
+    for (let i = 0; i < nofile + 10; i++) await openIdle();
+    await waitFor(() => /accept: Too many open files/.test(srv.logs()), 10000, 50, 'EMFILE reached');
+    await sleep(300);
+    const before = closedByServer;
+    for (let i = 0; i < 5; i++) {
+        await openIdle();
+        await sleep(100);
+    }
+    await sleep(300);
+    const closed = closedByServer - before;
+    t.diagnostic(`closed during the fill ${before}, for the 5 after it ${closed}, of ${idle.length}`);
+    assert.ok(closed >= 1 && closed <= 8, `${closed} idle connections closed for 5 new ones`);
+    // The worker holds about as many as its descriptors allow (less its
+    // own few dozen), not 64 fewer.
+    const held = idle.length - closedByServer;
+    assert.ok(held >= nofile - 32, `the worker holds ${held} idle connections with ${nofile} descriptors`);
+    // And a request is served, in the place of one more.
+    const r = await httpGet(srv.port, '/healthz', { timeoutMs: 3000 });
+    assert.equal(r.status, 200);
+});

@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import {
-    auth, httpGet, metricCounter, NO_RATE, openWs, psql, rnd, roomName, startChatd, waitFor, workerOf,
+    auth, httpGet, metricCounter, NO_RATE, openWs, psql, redisCli, rnd, roomName, startChatd, waitFor, workerOf,
 } from '../lib/harness.mjs';
 
 const TS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
@@ -997,6 +997,23 @@ test('users: online users of a room, and of every room', async (t) => {
         return j.count === 1 ? j : null;
     }, 10000, 100, 'one user left in the room');
     assert.deepEqual(after.users, [{ id: 'ann', name: 'Ann A.' }]);
+});
+
+test('a welcome larger than max_outbuf_bytes is sent: a crowded room can still be joined', async (t) => {
+    // 150 others online with long names: a welcome of about 13 KB against
+    // a 4 KiB output limit. It was refused as a slow consumer's output
+    // before the client could read a byte, at every reconnect.
+    const srv = await startChatd({ t, workers: 1, env: { CHAT_MAX_FRAME_BYTES: 1024, CHAT_MAX_OUTBUF_BYTES: 4096 } });
+    const room = roomName('crowd');
+    const names = [];
+    for (let i = 0; i < 150; i++) names.push(`u${i}`, `${'\u00e9'.repeat(30)} ${i}`);
+    await redisCli('HSET', `${srv.prefix}room_names:${room}`, ...names);
+    const c = await openWs(srv.wsUrl(`/api/chat?room=${room}`), { token: srv.token({ sub: 'me', name: 'Me' }) });
+    t.after(() => c.close());
+    assert.equal(c.welcome.online.length, 151);
+    assert.ok(c.welcome.online.some((u) => u.id === 'u149' && u.name.endsWith(' 149')));
+    await c.send({ type: 'message', text: 'in', ref: 'in-1' });
+    assert.equal((await c.next((e) => e.ref === 'in-1', 10000)).type, 'ack');
 });
 
 test('users: names that need escaping come back intact, in the welcome and over REST', async (t) => {

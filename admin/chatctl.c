@@ -179,24 +179,30 @@ static int cmd_online(const struct chat_config *cfg, int argc, char **argv)
         redisFree(rc);
         return fail("online", err);
     }
-    for (size_t i = 0; i < members->elements; i++) {
+    /* A list cut short is no answer: it is printed only once whole. */
+    char *list = NULL;
+    size_t list_len = 0;
+    FILE *out = open_memstream(&list, &list_len);
+    int status = out ? 0 : fail("online", "out of memory");
+    for (size_t i = 0; out && status == 0 && i < members->elements; i++) {
         const char *id = members->element[i]->str;
         char ukey[CONFIG_PREFIX_MAX + 80];
         snprintf(ukey, sizeof ukey, "%suser:%s", cfg->redis_prefix, id);
         const char *h[3] = {"HGET", ukey, "name"};
         redisReply *name = redis_run(rc, err, sizeof err, 3, h);
         if (!name) {
-            /* A list cut short is no answer: not printed as a whole one. */
-            freeReplyObject(members);
-            redisFree(rc);
-            return fail("online", err);
+            status = fail("online", err);
+            break;
         }
-        printf("%s\t%s\n", id, name->type == REDIS_REPLY_STRING ? name->str : id);
+        fprintf(out, "%s\t%s\n", id, name->type == REDIS_REPLY_STRING ? name->str : id);
         freeReplyObject(name);
     }
+    if (out && fclose(out) != 0 && status == 0) status = fail("online", "out of memory");
+    if (status == 0 && list_len) fwrite(list, 1, list_len, stdout);
+    free(list);
     freeReplyObject(members);
     redisFree(rc);
-    return 0;
+    return status;
 }
 
 static int kick_user(redisContext *rc, const struct chat_config *cfg, const char *user)

@@ -85,8 +85,28 @@ struct chat_session *chat_session_new(const struct jwt_claims *claims, const cha
     return s;
 }
 
+/* A replay's events, sent as fast as the connection drains: at once, a
+ * replay_max of long messages (up to 8 KB each) can be more than
+ * max_outbuf_bytes, and a client reading as fast as it can would be
+ * closed with 1013, to reconnect into the same replay. What waits here
+ * is bounded by replay_max. */
+struct chat_replay {
+    uint32_t n, next;
+    struct ws_shared *frames[];
+};
+
+static void drop_replay(struct chat_session *s)
+{
+    struct chat_replay *rp = s->replay;
+    if (!rp) return;
+    s->replay = NULL;
+    for (uint32_t i = rp->next; i < rp->n; i++) ws_shared_release(rp->frames[i]);
+    free(rp);
+}
+
 static void drop_queue(struct chat_session *s)
 {
+    drop_replay(s);
     while (s->queue) {
         struct chat_queued *q = s->queue;
         s->queue = q->next;
@@ -142,7 +162,13 @@ void chat_session_closing(struct conn *c)
     hub_leave(c->w->hub, s);
 }
 
-void chat_session_on_drain(struct conn *c) { (void)c; }
+static void replay_pump(struct chat_session *s);
+
+void chat_session_on_drain(struct conn *c)
+{
+    struct chat_session *s = ws_conn_chat(c);
+    if (s && s->state == CHAT_REPLAYING && s->replay) replay_pump(s);
+}
 
 /* ---- welcome and catching up ------------------------------------------ */
 
@@ -219,6 +245,48 @@ static void send_resync(struct chat_session *s, int64_t last_seq)
     send_json(s, buf, (size_t)n);
 }
 
+/* Sends replay events while the connection keeps up; the rest waits for
+ * chat_session_on_drain. Then the live events held meanwhile. */
+static void replay_pump(struct chat_session *s)
+{
+    struct chat_replay *rp = s->replay;
+    while (rp->next < rp->n) {
+        /* Either may end the session, which frees rp: not touched after. */
+        if (ws_conn_backlogged(s->c) || s->state != CHAT_REPLAYING) return;
+        struct ws_shared *f = rp->frames[rp->next++];
+        int r = ws_conn_send_shared(s->c, f);
+        ws_shared_release(f);
+        if (r < 0 || s->state != CHAT_REPLAYING) return;
+    }
+    drop_replay(s);
+    if (s->replay_overflow) {
+        ws_conn_close(s->c, WS_CLOSE_TRY_AGAIN_LATER, "fell behind while catching up; reconnect");
+        return;
+    }
+    go_live(s);
+}
+
+/* Rows 1.. of r are the replay's events as JSON text (column 2). */
+static int start_replay(struct chat_session *s, PGresult *r, int rows)
+{
+    uint32_t n = (uint32_t)(rows - 1);
+    struct chat_replay *rp = malloc(sizeof *rp + n * sizeof rp->frames[0]);
+    if (!rp) return -1;
+    rp->n = rp->next = 0;
+    for (int i = 1; i < rows; i++) {
+        struct ws_shared *f = ws_shared_new_text(PQgetvalue(r, i, 2), (size_t)PQgetlength(r, i, 2));
+        if (!f) {
+            while (rp->n > 0) ws_shared_release(rp->frames[--rp->n]);
+            free(rp);
+            return -1;
+        }
+        rp->frames[rp->n++] = f;
+    }
+    s->replay = rp;
+    replay_pump(s);
+    return 0;
+}
+
 static void on_replay(void *arg, PGresult *const *res, int n, const char *err)
 {
     (void)err;
@@ -246,21 +314,12 @@ static void on_replay(void *arg, PGresult *const *res, int n, const char *err)
         conn_unref(c);
         return;
     }
-    /* A replay the output limit cannot hold is a resync too: queued, it
-     * would close the client as a slow consumer however fast it reads,
-     * and again at each reconnect with the same since; held back, it
-     * would be memory beyond that limit. The client pages through the
-     * history endpoint instead. */
-    size_t bytes = 0;
-    for (int i = 1; i < rows; i++) bytes += (size_t)PQgetlength(r, i, 2) + WS_FRAME_HEADER_MAX;
-    if (s->since > last || rows - 1 > c->w->cfg->replay_max ||
-        bytes > (size_t)c->w->cfg->max_outbuf_bytes) {
+    if (s->since > last || rows - 1 > c->w->cfg->replay_max) {
         send_resync(s, last);
-    } else {
-        for (int i = 1; i < rows && !c->closed; i++)
-            send_json(s, PQgetvalue(r, i, 2), (size_t)PQgetlength(r, i, 2));
+        if (s->state == CHAT_REPLAYING) go_live(s);
+    } else if (start_replay(s, r, rows) < 0) {
+        ws_conn_close(c, WS_CLOSE_TRY_AGAIN_LATER, "out of memory; reconnect");
     }
-    if (!c->closed) go_live(s);
     conn_unref(c);
 }
 

@@ -30,6 +30,7 @@ enum chat_state {
 };
 
 struct chat_queued;
+struct chat_replay;
 
 struct chat_session {
     struct conn *c;
@@ -38,6 +39,7 @@ struct chat_session {
     struct chat_queued *queue;    /* events held before the welcome and during replay */
     struct chat_queued *queue_tail;
     char *online;                 /* the welcome's online list as JSON text, once known; owned */
+    struct chat_replay *replay;   /* CHAT_REPLAYING: the events still to send; owned */
     int64_t since;
     int64_t replay_upto;          /* the client has every change up to here */
     union {

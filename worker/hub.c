@@ -451,6 +451,9 @@ static void on_sweep_timer(evutil_socket_t fd, short what, void *arg)
      * leave this worker deaf to kicks while the link lives. */
     if (!h->control_subscribed && !h->control_sub_sent && redis_link_up(h->w->redis_sub))
         subscribe_control(h);
+    for (int i = 0; i < HUB_BUCKETS; i++)
+        for (struct hub_room *r = h->buckets[i]; r; r = r->hnext)
+            if (r->nmembers > 0 && !r->subscribed) close_stale_waiting(r);
     if (h->sweep) return; /* the previous one has not answered yet */
     /* A text[] literal of the room names; they need no escaping
      * ([A-Za-z0-9_.-]), quoting keeps a room named NULL a name. */
@@ -461,7 +464,6 @@ static void on_sweep_timer(evutil_socket_t fd, short what, void *arg)
     int n = 0;
     for (int i = 0; i < HUB_BUCKETS; i++) {
         for (struct hub_room *r = h->buckets[i]; r; r = r->hnext) {
-            if (r->nmembers > 0 && !r->subscribed) close_stale_waiting(r);
             if (r->nmembers == 0 || !r->subscribed || r->next_seq == 0 || r->querying) continue;
             if (len + ROOM_NAME_MAX + 8 > cap) {
                 char *nb = realloc(buf, cap * 2);

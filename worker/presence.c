@@ -254,7 +254,11 @@ static void reconcile(struct presence *p)
     if (!all) return;
     for (struct conn *c = w->ws_conns.head; c; c = c->next) {
         struct chat_session *s = ws_conn_chat(c);
-        if (s && s->state != CHAT_CLOSED) all[n++] = s;
+        if (!s || s->state == CHAT_CLOSED) continue;
+        /* One still waiting for its room to listen has not joined: its
+         * join, sent later, counts it (chat_session_listening). */
+        if (s->state == CHAT_WAITING && !s->join_pending && !s->online_known) continue;
+        all[n++] = s;
     }
     qsort(all, n, sizeof *all, by_room_user);
     const char **argv = calloc(4 + (size_t)n * 7, sizeof *argv);

@@ -38,6 +38,7 @@ struct ws_session {
     struct chat_session *chat;   /* owned */
     uint64_t id;
     uint8_t state;
+    uint32_t welcome_left;       /* the welcome's size, allowed past the limit until output empties */
     int64_t close_by_ms;         /* WS_CLOSE_SENT: the peer's close is due by then */
     bool ping_outstanding;
     bool upgrade_unsent;         /* the 101 waits in out: the upgrade can be taken back */
@@ -209,6 +210,10 @@ static void close_slow(struct conn *c)
  * room's repair, a replay) is written out before it is judged. */
 static bool over_limit(struct conn *c, size_t len, size_t limit)
 {
+    /* A welcome larger than the limit is not held against what follows
+     * it (joins, acks) until it is out. */
+    if (c->ws->welcome_left && conn_unsent(c) == 0) c->ws->welcome_left = 0;
+    limit += c->ws->welcome_left;
     if (conn_unsent(c) + len <= limit) return false;
     ws_out_write_now(c, &c->ws->out);
     return c->closed || conn_unsent(c) + len > limit;
@@ -223,6 +228,12 @@ static bool make_room(struct conn *c, size_t len)
         return false;
     }
     return true;
+}
+
+bool ws_conn_backlogged(struct conn *c)
+{
+    if (c->closed || !c->ws || c->ws->state != WS_OPEN) return true;
+    return over_limit(c, 0, (size_t)c->w->cfg->max_outbuf_bytes / 2);
 }
 
 /* A frame that could not be queued (out of memory) would leave a hole in
@@ -276,6 +287,8 @@ int ws_conn_send_text(struct conn *c, const char *payload, size_t len)
 int ws_conn_send_welcome(struct conn *c, const char *payload, size_t len)
 {
     if (c->closed || !c->ws || c->ws->state != WS_OPEN) return -1;
+    if (len > (size_t)c->w->cfg->max_outbuf_bytes)
+        c->ws->welcome_left = len > UINT32_MAX - WS_FRAME_HEADER_MAX ? UINT32_MAX : (uint32_t)len + WS_FRAME_HEADER_MAX;
     return send_frame(c, WS_OP_TEXT, payload, len) < 0 ? frame_lost(c) : 0;
 }
 

@@ -59,12 +59,19 @@ int ws_conn_send_shared(struct conn *c, struct ws_shared *f);
 /* The welcome, the first frame a client gets, whatever its size:
  * max_outbuf_bytes bounds output held for a reader that fell behind, and
  * this one has had nothing to read yet. A room with more online users
- * than the limit holds (about 15,000 at 1 MiB) could not be joined. */
+ * than the limit holds (about 15,000 at 1 MiB) could not be joined.
+ * Until the output has emptied once, the limit for later frames is
+ * raised by the welcome's size. */
 int ws_conn_send_welcome(struct conn *c, const char *payload, size_t len);
 
 /* Over half of max_outbuf_bytes waits: optional traffic (typing) is not
  * sent until it drains. */
 bool ws_conn_congested(const struct conn *c);
+
+/* Like ws_conn_congested, after offering the kernel what this turn
+ * queued: for a sender that paces itself (a replay), resuming from
+ * chat_session_on_drain. True for a connection that is closing. */
+bool ws_conn_backlogged(struct conn *c);
 
 /* Starts the close handshake with code (0: no code). The connection is
  * gone after the peer answers or CLOSE_WAIT_MS. */

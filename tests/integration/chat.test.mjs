@@ -1000,20 +1000,34 @@ test('users: online users of a room, and of every room', async (t) => {
 });
 
 test('a welcome larger than max_outbuf_bytes is sent: a crowded room can still be joined', async (t) => {
-    // 150 others online with long names: a welcome of about 13 KB against
-    // a 4 KiB output limit. It was refused as a slow consumer's output
-    // before the client could read a byte, at every reconnect.
+    // 60,000 others online with long names: a welcome of about 6 MB
+    // against a 4 KiB output limit, more than the kernel takes while the
+    // client does not read yet. It was refused as a slow consumer's
+    // output before the client could read a byte, at every reconnect; and
+    // the events right behind it must not be held against the client
+    // either while it is still on its way.
     const srv = await startChatd({ t, workers: 1, env: { CHAT_MAX_FRAME_BYTES: 1024, CHAT_MAX_OUTBUF_BYTES: 4096 } });
     const room = roomName('crowd');
-    const names = [];
-    for (let i = 0; i < 150; i++) names.push(`u${i}`, `${'\u00e9'.repeat(30)} ${i}`);
-    await redisCli('HSET', `${srv.prefix}room_names:${room}`, ...names);
-    const c = await openWs(srv.wsUrl(`/api/chat?room=${room}`), { token: srv.token({ sub: 'me', name: 'Me' }) });
+    const N = 60000;
+    await redisCli('EVAL', `for i = 0, ${N - 1} do redis.call('HSET', KEYS[1], 'u' .. i, string.rep('\u00e9', 40) .. ' ' .. i) end`,
+        '1', `${srv.prefix}room_names:${room}`);
+    const c = await openWs(srv.wsUrl(`/api/chat?room=${room}`), { token: srv.token({ sub: 'me', name: 'Me' }), expectWelcome: false });
     t.after(() => c.close());
-    assert.equal(c.welcome.online.length, 151);
-    assert.ok(c.welcome.online.some((u) => u.id === 'u149' && u.name.endsWith(' 149')));
+    c.socket.pause();
+    const other = await openWs(srv.wsUrl(`/api/chat?room=${room}`), { token: srv.token({ sub: 'you', name: 'You' }) });
+    t.after(() => other.close());
+    await other.send({ type: 'message', text: 'hello crowd', ref: 'h-1' });
+    assert.equal((await other.next((e) => e.ref === 'h-1', 10000)).type, 'ack');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    c.socket.resume();
+    const welcome = await c.next('welcome', 10000);
+    assert.equal(welcome.online.length, N + 1);
+    assert.ok(welcome.online.some((u) => u.id === `u${N - 1}` && u.name.endsWith(` ${N - 1}`)));
+    assert.equal((await c.next('join', 10000)).user.id, 'you');
+    assert.equal((await c.next('message', 10000)).text, 'hello crowd');
     await c.send({ type: 'message', text: 'in', ref: 'in-1' });
     assert.equal((await c.next((e) => e.ref === 'in-1', 10000)).type, 'ack');
+    assert.equal(c.closeInfo, null);
 });
 
 test('users: names that need escaping come back intact, in the welcome and over REST', async (t) => {

@@ -198,7 +198,9 @@ static int cmd_online(const struct chat_config *cfg, int argc, char **argv)
         freeReplyObject(name);
     }
     if (out && fclose(out) != 0 && status == 0) status = fail("online", "out of memory");
-    if (status == 0 && list_len) fwrite(list, 1, list_len, stdout);
+    if (status == 0 && list_len &&
+        (fwrite(list, 1, list_len, stdout) != list_len || fflush(stdout) != 0))
+        status = fail("online", strerror(errno));
     free(list);
     freeReplyObject(members);
     redisFree(rc);

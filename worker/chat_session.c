@@ -163,11 +163,14 @@ void chat_session_closing(struct conn *c)
 }
 
 static void replay_pump(struct chat_session *s);
+static void go_live(struct chat_session *s);
 
 void chat_session_on_drain(struct conn *c)
 {
     struct chat_session *s = ws_conn_chat(c);
-    if (s && s->state == CHAT_REPLAYING && s->replay) replay_pump(s);
+    if (!s || s->state != CHAT_REPLAYING) return;
+    if (s->replay) replay_pump(s);
+    else if (s->queue || s->replay_overflow) go_live(s);
 }
 
 /* ---- welcome and catching up ------------------------------------------ */
@@ -222,20 +225,34 @@ static void send_welcome(struct chat_session *s, int64_t last_seq)
     free(text);
 }
 
+/* Sends the live events held for the welcome or the replay, as fast as
+ * the connection drains (up to CHAT_REPLAY_QUEUE_MAX of them could be too
+ * many at once for max_outbuf_bytes), then the session is live. Until
+ * then it is CHAT_REPLAYING: new events join the end of the queue, and
+ * chat_session_on_drain comes back here. */
 static void go_live(struct chat_session *s)
 {
-    s->state = CHAT_LIVE;
-    struct chat_queued *q = s->queue;
-    s->queue = s->queue_tail = NULL;
-    s->queued = 0;
-    while (q) {
-        struct chat_queued *next = q->next;
+    s->state = CHAT_REPLAYING;
+    while (s->queue) {
+        /* Either may end the session, which empties the queue. */
+        if (ws_conn_backlogged(s->c) || s->state != CHAT_REPLAYING) return;
+        struct chat_queued *q = s->queue;
+        s->queue = q->next;
+        if (!s->queue) s->queue_tail = NULL;
+        s->queued--;
         /* Changes up to replay_upto are folded into the replay already. */
-        if (q->seq == 0 || q->seq > s->replay_upto) ws_conn_send_shared(s->c, q->frame);
+        int r = q->seq == 0 || q->seq > s->replay_upto ? ws_conn_send_shared(s->c, q->frame) : 0;
         ws_shared_release(q->frame);
         free(q);
-        q = next;
+        if (r < 0 || s->state != CHAT_REPLAYING) return;
     }
+    if (s->replay_overflow) {
+        /* Some were dropped: a join or leave missed would leave the
+         * client's online list wrong for good. */
+        ws_conn_close(s->c, WS_CLOSE_TRY_AGAIN_LATER, "fell behind while catching up; reconnect");
+        return;
+    }
+    s->state = CHAT_LIVE;
 }
 
 static void send_resync(struct chat_session *s, int64_t last_seq)
@@ -259,10 +276,6 @@ static void replay_pump(struct chat_session *s)
         if (r < 0 || s->state != CHAT_REPLAYING) return;
     }
     drop_replay(s);
-    if (s->replay_overflow) {
-        ws_conn_close(s->c, WS_CLOSE_TRY_AGAIN_LATER, "fell behind while catching up; reconnect");
-        return;
-    }
     go_live(s);
 }
 
@@ -354,12 +367,6 @@ static void welcome_when_known(struct chat_session *s)
     send_welcome(s, last_seq);
     if (s->c->closed || s->state == CHAT_CLOSED) return;
     if (!s->has_since) {
-        if (s->replay_overflow) {
-            /* Some of what waited was dropped: a join or leave missed
-             * would leave the client's online list wrong for good. */
-            ws_conn_close(s->c, WS_CLOSE_TRY_AGAIN_LATER, "fell behind while waiting; reconnect");
-            return;
-        }
         /* What waited with the welcome (joins, leaves and notices that
          * raced its online list) goes out now, after it. */
         s->replay_upto = last_seq;

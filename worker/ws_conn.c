@@ -38,8 +38,8 @@ struct ws_session {
     struct chat_session *chat;   /* owned */
     uint64_t id;
     uint8_t state;
-    uint32_t welcome_left;       /* the welcome's size, allowed past the limit until output empties */
     int64_t close_by_ms;         /* WS_CLOSE_SENT: the peer's close is due by then */
+    struct ws_shared *welcome;   /* a welcome over the output limit, until written (a reference) */
     bool ping_outstanding;
     bool upgrade_unsent;         /* the 101 waits in out: the upgrade can be taken back */
 };
@@ -57,6 +57,7 @@ void ws_session_free(struct ws_session *s)
 {
     if (!s) return;
     ws_out_clear(&s->out);
+    ws_shared_release(s->welcome);
     if (s->frag) evbuffer_free(s->frag);
     chat_session_free(s->chat);
     free(s);
@@ -211,9 +212,14 @@ static void close_slow(struct conn *c)
 static bool over_limit(struct conn *c, size_t len, size_t limit)
 {
     /* A welcome larger than the limit is not held against what follows
-     * it (joins, acks) until it is out. */
-    if (c->ws->welcome_left && conn_unsent(c) == 0) c->ws->welcome_left = 0;
-    limit += c->ws->welcome_left;
+     * it (joins, acks) while it is on its way: it is written once the
+     * queue and the bufferevent have let go of it. */
+    struct ws_session *s = c->ws;
+    if (s->welcome && s->welcome->refs == 1) {
+        ws_shared_release(s->welcome);
+        s->welcome = NULL;
+    }
+    if (s->welcome) limit += s->welcome->len;
     if (conn_unsent(c) + len <= limit) return false;
     ws_out_write_now(c, &c->ws->out);
     return c->closed || conn_unsent(c) + len > limit;
@@ -287,9 +293,17 @@ int ws_conn_send_text(struct conn *c, const char *payload, size_t len)
 int ws_conn_send_welcome(struct conn *c, const char *payload, size_t len)
 {
     if (c->closed || !c->ws || c->ws->state != WS_OPEN) return -1;
-    if (len > (size_t)c->w->cfg->max_outbuf_bytes)
-        c->ws->welcome_left = len > UINT32_MAX - WS_FRAME_HEADER_MAX ? UINT32_MAX : (uint32_t)len + WS_FRAME_HEADER_MAX;
-    return send_frame(c, WS_OP_TEXT, payload, len) < 0 ? frame_lost(c) : 0;
+    struct ws_shared *f = frame_new(WS_OP_TEXT, payload, len);
+    if (!f) return frame_lost(c);
+    upgrade_final(c->ws);
+    if (ws_out_push(c, &c->ws->out, f) < 0) {
+        ws_shared_release(f);
+        return frame_lost(c);
+    }
+    /* Kept (our reference) while it is larger than the limit. */
+    if (len > (size_t)c->w->cfg->max_outbuf_bytes && !c->ws->welcome) c->ws->welcome = f;
+    else ws_shared_release(f);
+    return 0;
 }
 
 int ws_conn_send_shared(struct conn *c, struct ws_shared *f)

@@ -60,8 +60,7 @@ int ws_conn_send_shared(struct conn *c, struct ws_shared *f);
  * max_outbuf_bytes bounds output held for a reader that fell behind, and
  * this one has had nothing to read yet. A room with more online users
  * than the limit holds (about 15,000 at 1 MiB) could not be joined.
- * Until the output has emptied once, the limit for later frames is
- * raised by the welcome's size. */
+ * Until it is written, the limit for later frames is raised by its size. */
 int ws_conn_send_welcome(struct conn *c, const char *payload, size_t len);
 
 /* Over half of max_outbuf_bytes waits: optional traffic (typing) is not

@@ -170,7 +170,8 @@ void chat_session_on_drain(struct conn *c)
     struct chat_session *s = ws_conn_chat(c);
     if (!s || s->state != CHAT_REPLAYING) return;
     if (s->replay) replay_pump(s);
-    else if (s->queue || s->replay_overflow) go_live(s);
+    /* Not before the replay was read: the live events wait behind it. */
+    else if ((!s->has_since || s->replay_read) && (s->queue || s->replay_overflow)) go_live(s);
 }
 
 /* ---- welcome and catching up ------------------------------------------ */
@@ -233,6 +234,13 @@ static void send_welcome(struct chat_session *s, int64_t last_seq)
 static void go_live(struct chat_session *s)
 {
     s->state = CHAT_REPLAYING;
+    if (s->replay_overflow) {
+        /* Some were dropped: a join or leave missed would leave the
+         * client's online list wrong for good. Sending the rest first
+         * would only delay that. */
+        ws_conn_close(s->c, WS_CLOSE_TRY_AGAIN_LATER, "fell behind while catching up; reconnect");
+        return;
+    }
     while (s->queue) {
         /* Either may end the session, which empties the queue. */
         if (ws_conn_backlogged(s->c) || s->state != CHAT_REPLAYING) return;
@@ -247,8 +255,6 @@ static void go_live(struct chat_session *s)
         if (r < 0 || s->state != CHAT_REPLAYING) return;
     }
     if (s->replay_overflow) {
-        /* Some were dropped: a join or leave missed would leave the
-         * client's online list wrong for good. */
         ws_conn_close(s->c, WS_CLOSE_TRY_AGAIN_LATER, "fell behind while catching up; reconnect");
         return;
     }
@@ -319,6 +325,7 @@ static void on_replay(void *arg, PGresult *const *res, int n, const char *err)
     int rows = PQntuples(r);
     int64_t last = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
     s->replay_upto = last;
+    s->replay_read = true;
     /* Row 0 only carries last_seq; the rest are events in seq order. */
     if (s->replay_overflow) {
         /* Live events were dropped while we read: only a fresh start is

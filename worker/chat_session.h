@@ -50,6 +50,7 @@ struct chat_session {
     uint8_t state;                /* enum chat_state */
     uint8_t role;                 /* enum jwt_role */
     bool has_since;
+    bool replay_read;             /* has_since: the replay's rows came back (on_replay) */
     bool replay_overflow;
     bool presence_added;          /* counted in Redis (or will be by a reconcile) */
     bool join_pending;            /* the join's verdict has not come back: no leave yet */

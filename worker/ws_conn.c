@@ -209,16 +209,23 @@ static void close_slow(struct conn *c)
 /* Unsent output is what the kernel has not taken. Frames of this turn
  * have not been offered to it yet: a burst queued in one callback (a
  * room's repair, a replay) is written out before it is judged. */
+/* An oversized welcome is let go once written: the queue and the
+ * bufferevent hold no reference to it any more. */
+static void welcome_written(struct ws_session *s)
+{
+    if (s->welcome && s->welcome->refs == 1) {
+        ws_shared_release(s->welcome);
+        s->welcome = NULL;
+    }
+}
+
 static bool over_limit(struct conn *c, size_t len, size_t limit)
 {
     /* A welcome larger than the limit is not held against what follows
      * it (joins, acks) while it is on its way: it is written once the
      * queue and the bufferevent have let go of it. */
     struct ws_session *s = c->ws;
-    if (s->welcome && s->welcome->refs == 1) {
-        ws_shared_release(s->welcome);
-        s->welcome = NULL;
-    }
+    welcome_written(s);
     if (s->welcome) limit += s->welcome->len;
     if (conn_unsent(c) + len <= limit) return false;
     ws_out_write_now(c, &c->ws->out);
@@ -522,6 +529,7 @@ void ws_conn_resume_read(struct conn *c)
 void ws_conn_on_drain(struct conn *c)
 {
     if (!c->ws) return;
+    welcome_written(c->ws);
     if (c->ws->state == WS_OPEN) chat_session_on_drain(c);
     else if (timefmt_mono_ms() >= c->ws->close_by_ms) conn_close(c);
 }
@@ -529,6 +537,7 @@ void ws_conn_on_drain(struct conn *c)
 void ws_conn_on_timeout(struct conn *c, short what)
 {
     struct ws_session *s = c->ws;
+    if (s) welcome_written(s); /* an idle connection keeps no copy of it */
     if (!s || s->state != WS_OPEN || (what & BEV_EVENT_WRITING)) {
         /* The close handshake or a slow reader ran out of time. */
         conn_close(c);

@@ -42,6 +42,13 @@ static const char *route_allow(const struct route *r)
     return r->api ? "Allow: GET, HEAD, OPTIONS\r\n" : "Allow: GET, HEAD\r\n";
 }
 
+/* A known path asked with a method it does not answer. */
+static void not_allowed(struct http_req *req, const char *allow_header)
+{
+    req->c->keep_alive = req->c->keep_alive && !req->has_body;
+    http_reply_error_with(req->c, 405, "method_not_allowed", "method not allowed", allow_header);
+}
+
 static void preflight(struct http_req *req, const struct route *r)
 {
     /* No Origin: not a preflight but a plain question about the path
@@ -76,17 +83,13 @@ void http_routes_dispatch(struct http_req *req)
         } else if (r->api && http_str_eq(h->method, "OPTIONS")) {
             preflight(req, r);
         } else {
-            req->c->keep_alive = req->c->keep_alive && !req->has_body;
-            http_reply_error_with(req->c, 405, "method_not_allowed", "method not allowed",
-                                  route_allow(r));
+            not_allowed(req, route_allow(r));
         }
         return;
     }
     if ((is_get || is_head) && static_files_serve(req)) return;
     if (!is_get && !is_head && static_files_has(req)) {
-        req->c->keep_alive = req->c->keep_alive && !req->has_body;
-        http_reply_error_with(req->c, 405, "method_not_allowed", "method not allowed",
-                              "Allow: GET, HEAD\r\n");
+        not_allowed(req, "Allow: GET, HEAD\r\n");
         return;
     }
     http_reply_error(req->c, 404, "not_found", "no such path");

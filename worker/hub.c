@@ -528,7 +528,6 @@ static void subscribe_room(struct hub *h, struct hub_room *r)
     else log_debug("room %s waits for the subscription link", r->name);
 }
 
-
 static void on_room_subscribed(struct hub *h, const char *name)
 {
     struct hub_room *r = find_room(h, name);

@@ -95,13 +95,13 @@ static void begin_checked(struct http_req *req, struct rest_call *rc, bool room_
     }
     /* Without a room, the answer spans every room: only a token that
      * is not limited to some rooms may have it. */
-    bool allowed = room_required || rc->has_room ? jwt_claims_allow_room(&claims, rc->room)
-                                                 : claims.rooms == NULL;
+    bool one_room = room_required || rc->has_room;
+    bool allowed = one_room ? jwt_claims_allow_room(&claims, rc->room) : claims.rooms == NULL;
     rc->organizer = claims.role == JWT_ROLE_ORGANIZER;
     struct ban_wait *bw = allowed ? malloc(sizeof *bw) : NULL;
     if (!allowed || !bw) {
-        const char *why = rc->has_room || room_required ? "token does not allow this room"
-                                                        : "token is limited to some rooms: name one";
+        const char *why = one_room ? "token does not allow this room"
+                                   : "token is limited to some rooms: name one";
         jwt_claims_clear(&claims);
         free(rc);
         if (!allowed) http_reply_error(c, 403, "forbidden", why);

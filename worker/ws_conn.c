@@ -206,9 +206,6 @@ static void close_slow(struct conn *c)
     ws_conn_close(c, WS_CLOSE_TRY_AGAIN_LATER, "too slow: output buffer full");
 }
 
-/* Unsent output is what the kernel has not taken. Frames of this turn
- * have not been offered to it yet: a burst queued in one callback (a
- * room's repair, a replay) is written out before it is judged. */
 /* An oversized welcome is let go once written: the queue and the
  * bufferevent hold no reference to it any more. */
 static void welcome_written(struct ws_session *s)
@@ -219,6 +216,9 @@ static void welcome_written(struct ws_session *s)
     }
 }
 
+/* Unsent output is what the kernel has not taken. Frames of this turn
+ * have not been offered to it yet: a burst queued in one callback (a
+ * room's repair, a replay) is written out before it is judged. */
 static bool over_limit(struct conn *c, size_t len, size_t limit)
 {
     /* A welcome larger than the limit is not held against what follows
@@ -291,6 +291,13 @@ static int send_frame(struct conn *c, uint8_t opcode, const void *payload, size_
     return r;
 }
 
+/* Queues a frame the caller made room for. */
+static int push_shared(struct conn *c, struct ws_shared *f)
+{
+    upgrade_final(c->ws);
+    return ws_out_push(c, &c->ws->out, f) < 0 ? frame_lost(c) : 0;
+}
+
 int ws_conn_send_text(struct conn *c, const char *payload, size_t len)
 {
     if (!make_room(c, len + WS_FRAME_HEADER_MAX)) return -1;
@@ -302,22 +309,17 @@ int ws_conn_send_welcome(struct conn *c, const char *payload, size_t len)
     if (c->closed || !c->ws || c->ws->state != WS_OPEN) return -1;
     struct ws_shared *f = frame_new(WS_OP_TEXT, payload, len);
     if (!f) return frame_lost(c);
-    upgrade_final(c->ws);
-    if (ws_out_push(c, &c->ws->out, f) < 0) {
-        ws_shared_release(f);
-        return frame_lost(c);
-    }
+    int r = push_shared(c, f);
     /* Kept (our reference) while it is larger than the limit. */
-    if (len > (size_t)c->w->cfg->max_outbuf_bytes && !c->ws->welcome) c->ws->welcome = f;
+    if (r == 0 && len > (size_t)c->w->cfg->max_outbuf_bytes && !c->ws->welcome) c->ws->welcome = f;
     else ws_shared_release(f);
-    return 0;
+    return r;
 }
 
 int ws_conn_send_shared(struct conn *c, struct ws_shared *f)
 {
     if (!make_room(c, f->len)) return -1;
-    upgrade_final(c->ws);
-    return ws_out_push(c, &c->ws->out, f) < 0 ? frame_lost(c) : 0;
+    return push_shared(c, f);
 }
 
 /* The chat is over, and the peer has CLOSE_WAIT_S in all to finish. */

@@ -39,12 +39,22 @@ int ws_close_code_valid(unsigned code)
  * payload's avail bytes so far). buf may not change until the frame is
  * whole, so the bytes are unmasked into a copy. Returns false on invalid
  * UTF-8. */
+/* The UTF-8 state the rest of this frame's payload continues from: what
+ * earlier calls validated of it, else the message's start or its
+ * previous fragments. */
+static uint32_t frame_utf8_state(const struct ws_decoder *d, unsigned op)
+{
+	if (d->checked)
+		return d->checked_state;
+	return op == WS_OP_TEXT ? UTF8_ACCEPT : d->utf8_state;
+}
+
 static bool check_partial(struct ws_decoder *d, unsigned op, const uint8_t *masked_at, size_t avail)
 {
 	if (avail <= d->checked)
 		return true;
 	const uint8_t *mask = masked_at, *payload = masked_at + 4;
-	uint32_t st = d->checked ? d->checked_state : op == WS_OP_TEXT ? UTF8_ACCEPT : d->utf8_state;
+	uint32_t st = frame_utf8_state(d, op);
 	uint8_t chunk[256];
 	for (size_t at = d->checked; at < avail;) {
 		size_t k = avail - at < sizeof chunk ? avail - at : sizeof chunk;
@@ -158,7 +168,7 @@ int ws_frame_decode(struct ws_decoder *d, uint8_t *buf, size_t len, size_t max_m
 	case WS_OP_TEXT: {
 		/* What earlier calls validated of this frame is not done again. */
 		size_t done = d->checked;
-		uint32_t st = done ? d->checked_state : op == WS_OP_TEXT ? UTF8_ACCEPT : d->utf8_state;
+		uint32_t st = frame_utf8_state(d, op);
 		d->checked = 0;
 		st = utf8_validate(st, payload + done, n - done);
 		/* A fragment may end inside a character; the message may not. */
